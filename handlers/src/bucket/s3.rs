@@ -1,0 +1,49 @@
+//! The bucket port on Amazon S3, with conditional writes (`If-None-Match: *`)
+//! so that a redelivered message can never create or overwrite an object.
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{Bucket, BucketError, NewObject, PutOutcome};
+use crate::aws::describe;
+
+pub struct S3Bucket {
+    client: Client,
+    name: String,
+}
+
+impl S3Bucket {
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Bucket for S3Bucket {
+    async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError> {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.name)
+            .key(&object.key)
+            .content_type("application/json")
+            .if_none_match("*")
+            .body(ByteStream::from(object.body.clone()));
+        for (name, value) in &object.metadata {
+            put = put.metadata(*name, value);
+        }
+        match put.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            // 412: the key exists. (409 ConditionalRequestConflict, a racing
+            // write of the same key, is retried by the caller like any error.)
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Ok(PutOutcome::AlreadyExists)
+            }
+            Err(e) => Err(BucketError(describe(&e))),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Validate and enqueue: from a request body to a message on the queue.
+//!
+//! The order of checks is fixed: the body must be a JSON object with `data`
+//! (400), then the token must match (401, or 503 when it cannot be checked),
+//! then `data` must be a valid email (400) that fits in a queue message (413),
+//! and only then is it sent (503 if the queue fails). Nothing is sent unless
+//! every check passed, and a success is answered only once the queue has
+//! acknowledged the message.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::email::{EmailError, EmailMessage};
+use crate::id::EmailId;
+use crate::json::{self, ObjectError};
+use crate::queue::{BatchingSender, MAX_MESSAGE_BYTES, OutgoingMessage, QueueError, SendError};
+use crate::token::{TokenChecker, TokenError};
+
+/// Largest request body accepted. With the id attribute added, every accepted
+/// email fits in one queue message of [`MAX_MESSAGE_BYTES`].
+pub const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES - 1024;
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("malformed JSON: {0}")]
+    Syntax(String),
+    #[error("the request body must be a JSON object")]
+    NotAnObject,
+    #[error("`{0}` is given more than once")]
+    DuplicateKey(String),
+    #[error("`data` is missing")]
+    MissingData,
+    #[error("`token` must be a string")]
+    TokenNotString,
+    #[error("the token in the Authorization header differs from the one in the body")]
+    ConflictingTokens,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("invalid `data`: {0}")]
+    Email(#[from] EmailError),
+    #[error("the email takes {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    TooLarge(usize),
+    #[error("the queue is unavailable")]
+    Queue(#[source] QueueError),
+}
+
+impl From<SendError> for IngestError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::TooLarge(n) => Self::TooLarge(n),
+            SendError::Queue(q) => Self::Queue(q),
+        }
+    }
+}
+
+/// The request body, read but not yet validated.
+struct Envelope<'a> {
+    data: &'a RawValue,
+    token: Option<Cow<'a, str>>,
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(body: &'a str) -> Result<Self, IngestError> {
+        let members = json::object_members(body).map_err(|e| match e {
+            ObjectError::Syntax(msg) => IngestError::Syntax(msg),
+            ObjectError::NotAnObject => IngestError::NotAnObject,
+        })?;
+        if let Some(key) = json::duplicate_key(&members) {
+            return Err(IngestError::DuplicateKey(key.to_owned()));
+        }
+        let mut data = None;
+        let mut token = None;
+        // Other members are ignored, as the original service did.
+        for member in members {
+            match member.key.as_ref() {
+                "data" => data = Some(member.value),
+                "token" => {
+                    token = Some(
+                        serde_json::from_str::<Cow<'a, str>>(member.value.get())
+                            .map_err(|_| IngestError::TokenNotString)?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            data: data.ok_or(IngestError::MissingData)?,
+            token,
+        })
+    }
+}
+
+pub struct Ingest {
+    tokens: TokenChecker,
+    sender: BatchingSender,
+}
+
+impl Ingest {
+    pub fn new(tokens: TokenChecker, sender: BatchingSender) -> Self {
+        Self { tokens, sender }
+    }
+
+    pub fn tokens(&self) -> &TokenChecker {
+        &self.tokens
+    }
+
+    /// Validates `body` and enqueues its email. `bearer` is the token from an
+    /// `Authorization: Bearer` header, if the request had one.
+    pub async fn submit(&self, body: &[u8], bearer: Option<&str>) -> Result<EmailId, IngestError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(IngestError::TooLarge(body.len()));
+        }
+        let body = std::str::from_utf8(body).map_err(|e| {
+            IngestError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+        })?;
+        let envelope = Envelope::parse(body)?;
+        let token = match (bearer, envelope.token.as_deref()) {
+            (Some(h), Some(b)) if h != b => return Err(IngestError::ConflictingTokens),
+            (Some(h), _) => h,
+            (None, Some(b)) => b,
+            (None, None) => return Err(TokenError::Missing.into()),
+        };
+        self.tokens.verify(token).await?;
+        let email = EmailMessage::parse(envelope.data.get())?;
+        let id = EmailId::new();
+        self.sender
+            .send(OutgoingMessage {
+                id,
+                body: email.into_json(),
+            })
+            .await?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::secret::SecretError;
+    use crate::testing::{CountingSecret, MemoryQueue};
+
+    const DATA: &str = r#"{"email_subject":"Hi","email_sender":"a@b.c","email_timestream":"1732780800","email_content":"Hello"}"#;
+
+    struct Fixture {
+        ingest: Ingest,
+        queue: Arc<MemoryQueue>,
+        secret: Arc<CountingSecret>,
+    }
+
+    fn fixture() -> Fixture {
+        let queue = Arc::new(MemoryQueue::default());
+        let secret = Arc::new(CountingSecret::new("tok"));
+        let tokens = TokenChecker::new(
+            secret.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        Fixture {
+            ingest: Ingest::new(tokens, BatchingSender::spawn(queue.clone(), 2)),
+            queue,
+            secret,
+        }
+    }
+
+    fn body(data: &str, token: &str) -> String {
+        format!(r#"{{"data": {data}, "token": "{token}"}}"#)
+    }
+
+    #[tokio::test]
+    async fn a_valid_email_is_queued_verbatim() {
+        let f = fixture();
+        let id = f
+            .ingest
+            .submit(body(DATA, "tok").as_bytes(), None)
+            .await
+            .unwrap();
+        assert_eq!(f.queue.bodies(), vec![DATA.to_owned()]);
+        assert!(EmailId::parse(&id.to_string()).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_token_may_come_from_the_header() {
+        let f = fixture();
+        let no_token = format!(r#"{{"data": {DATA}}}"#);
+        f.ingest
+            .submit(no_token.as_bytes(), Some("tok"))
+            .await
+            .unwrap();
+        f.ingest
+            .submit(body(DATA, "tok").as_bytes(), Some("tok"))
+            .await
+            .unwrap();
+        assert_eq!(
+            f.ingest
+                .submit(body(DATA, "tok").as_bytes(), Some("other"))
+                .await,
+            Err(IngestError::ConflictingTokens)
+        );
+        assert_eq!(f.queue.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn every_refusal_leaves_the_queue_untouched() {
+        let f = fixture();
+        let cases: Vec<(String, Option<&str>, fn(&IngestError) -> bool)> = vec![
+            ("{".into(), None, |e| matches!(e, IngestError::Syntax(_))),
+            ("[]".into(), None, |e| matches!(e, IngestError::NotAnObject)),
+            (r#"{"token":"tok"}"#.into(), None, |e| {
+                matches!(e, IngestError::MissingData)
+            }),
+            (format!(r#"{{"data":{DATA},"token":1}}"#), None, |e| {
+                matches!(e, IngestError::TokenNotString)
+            }),
+            (
+                format!(r#"{{"data":{DATA},"data":{DATA},"token":"tok"}}"#),
+                None,
+                |e| matches!(e, IngestError::DuplicateKey(k) if k == "data"),
+            ),
+            (format!(r#"{{"data":{DATA}}}"#), None, |e| {
+                matches!(e, IngestError::Token(TokenError::Missing))
+            }),
+            (body(DATA, "nope"), None, |e| {
+                matches!(e, IngestError::Token(TokenError::Invalid))
+            }),
+            (body("{}", "tok"), None, |e| {
+                matches!(e, IngestError::Email(EmailError::MissingField(_)))
+            }),
+            (body(&"x".repeat(MAX_BODY_BYTES), "tok"), None, |e| {
+                matches!(e, IngestError::TooLarge(_))
+            }),
+        ];
+        for (body, bearer, expected) in cases {
+            let err = f.ingest.submit(body.as_bytes(), bearer).await.unwrap_err();
+            assert!(expected(&err), "{body:.60}: {err:?}");
+        }
+        let invalid_utf8 = [b"{\"data\":\"".as_slice(), &[0xff, 0xfe], b"\"}"].concat();
+        assert!(matches!(
+            f.ingest.submit(&invalid_utf8, None).await,
+            Err(IngestError::Syntax(_))
+        ));
+        assert_eq!(f.queue.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_requests_learn_nothing_about_the_email() {
+        let f = fixture();
+        assert_eq!(
+            f.ingest.submit(body("{}", "nope").as_bytes(), None).await,
+            Err(IngestError::Token(TokenError::Invalid))
+        );
+    }
+
+    #[tokio::test]
+    async fn store_and_queue_outages_are_reported_as_such() {
+        let f = fixture();
+        f.secret.set(Err(SecretError("down".into())));
+        assert!(matches!(
+            f.ingest.submit(body(DATA, "tok").as_bytes(), None).await,
+            Err(IngestError::Token(TokenError::Unavailable(_)))
+        ));
+        let f = fixture();
+        f.queue.fail_sends(true);
+        assert!(matches!(
+            f.ingest.submit(body(DATA, "tok").as_bytes(), None).await,
+            Err(IngestError::Queue(_))
+        ));
+        assert_eq!(f.queue.len(), 0);
+    }
+}

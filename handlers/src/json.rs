@@ -1,0 +1,179 @@
+//! Reading a JSON object as its list of members, each value left as raw text.
+//!
+//! Both the request envelope and the email's `data` object are read this way:
+//! duplicate keys are caught (serde's maps silently keep the last one), and
+//! every value stays the exact text the client sent, so what is stored is
+//! byte-for-byte what was posted.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// One `"key": value` member of a JSON object, the value unparsed.
+pub(crate) struct Member<'a> {
+    pub key: Cow<'a, str>,
+    pub value: &'a RawValue,
+}
+
+/// Why a text is not a JSON object.
+#[derive(Debug)]
+pub(crate) enum ObjectError {
+    /// Not valid JSON at all; the message says where.
+    Syntax(String),
+    /// Valid JSON, but an array, string, number, boolean or null.
+    NotAnObject,
+}
+
+/// Deepest nesting of arrays and objects accepted. Values are kept as raw
+/// text and never walked, but whoever reads the stored objects later would.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Parses `text` as one JSON object and returns its members in order.
+pub(crate) fn object_members(text: &str) -> Result<Vec<Member<'_>>, ObjectError> {
+    if depth_exceeds(text, MAX_DEPTH) {
+        return Err(ObjectError::Syntax(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    // Checked first so that `[1]` says "not an object" rather than a serde
+    // message about an unexpected sequence.
+    let first = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .as_bytes()
+        .first();
+    if first.is_some_and(|b| *b != b'{') {
+        return match serde_json::from_str::<de::IgnoredAny>(text) {
+            Ok(_) => Err(ObjectError::NotAnObject),
+            Err(e) => Err(ObjectError::Syntax(e.to_string())),
+        };
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = de
+        .deserialize_map(MembersVisitor)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| ObjectError::Syntax(e.to_string()))?;
+    Ok(members)
+}
+
+/// Whether brackets outside strings nest deeper than `max`; one pass, no
+/// recursion, so no input can exhaust the stack.
+fn depth_exceeds(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Vec<Member<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value::<&'de RawValue>()?;
+            members.push(Member { key, value });
+        }
+        Ok(members)
+    }
+}
+
+/// The first key that appears more than once, if any.
+pub(crate) fn duplicate_key<'m>(members: &'m [Member<'_>]) -> Option<&'m str> {
+    // Objects here have a handful of members: a quadratic scan beats hashing.
+    members.iter().enumerate().find_map(|(i, m)| {
+        members[..i]
+            .iter()
+            .any(|earlier| earlier.key == m.key)
+            .then_some(m.key.as_ref())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_keep_the_exact_text_of_values() {
+        let members = object_members(r#"{ "a" : [1, 2 ], "b":"x\u0041" }"#).unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].key, "a");
+        assert_eq!(members[0].value.get(), "[1, 2 ]");
+        assert_eq!(members[1].value.get(), r#""x\u0041""#);
+    }
+
+    #[test]
+    fn escaped_keys_are_unescaped() {
+        let members = object_members(r#"{"\u0061":1}"#).unwrap();
+        assert_eq!(members[0].key, "a");
+    }
+
+    #[test]
+    fn non_objects_and_garbage_are_told_apart() {
+        assert!(matches!(
+            object_members("[1]"),
+            Err(ObjectError::NotAnObject)
+        ));
+        assert!(matches!(
+            object_members("null"),
+            Err(ObjectError::NotAnObject)
+        ));
+        assert!(matches!(object_members("{"), Err(ObjectError::Syntax(_))));
+        assert!(matches!(
+            object_members("{} x"),
+            Err(ObjectError::Syntax(_))
+        ));
+        assert!(matches!(object_members(""), Err(ObjectError::Syntax(_))));
+        assert!(matches!(object_members("[1"), Err(ObjectError::Syntax(_))));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(object_members(&deep), Err(ObjectError::Syntax(_))));
+    }
+
+    #[test]
+    fn depth_counts_only_brackets_outside_strings() {
+        let nested = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(object_members(&nested(MAX_DEPTH)).is_ok());
+        assert!(object_members(&nested(MAX_DEPTH + 1)).is_err());
+        let in_string = format!("{{\"a\":\"{}\\\"[\"}}", "[".repeat(1000));
+        assert!(object_members(&in_string).is_ok(), "{in_string}");
+    }
+
+    #[test]
+    fn duplicates_are_found() {
+        let members = object_members(r#"{"a":1,"b":2,"\u0061":3}"#).unwrap();
+        assert_eq!(duplicate_key(&members), Some("a"));
+        let members = object_members(r#"{"a":1,"b":2}"#).unwrap();
+        assert_eq!(duplicate_key(&members), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! Queue2Bucket's shared logic, free of any HTTP server or Lambda runtime:
+//! the email type ([`email`]), token checking ([`token`]), validate-and-enqueue
+//! ([`ingest`]), message-to-bucket ([`store`]), and the ports with their
+//! adapters ([`queue`], [`bucket`], [`secret`]).
+
+pub mod aws;
+pub mod bucket;
+pub mod email;
+pub mod id;
+pub mod ingest;
+mod json;
+pub mod queue;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

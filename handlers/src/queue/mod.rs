@@ -1,0 +1,80 @@
+//! The queue port: what the API and the worker need from a message queue with
+//! SQS's semantics (at-least-once delivery, visibility timeout, receipts).
+
+mod batcher;
+pub mod sqs;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use batcher::{BatchingSender, SendError};
+
+use crate::id::EmailId;
+
+/// Most messages one send, receive or delete call may carry.
+pub const MAX_BATCH: usize = 10;
+
+/// Largest message, and largest sum of messages in one batch send: SQS's
+/// 256 KiB limit, which counts the body and the attributes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Name of the message attribute carrying the email id.
+pub const ID_ATTRIBUTE: &str = "q2b-id";
+
+/// A validated email on its way to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub id: EmailId,
+    /// The `data` object's JSON text.
+    pub body: String,
+}
+
+impl OutgoingMessage {
+    /// Size as SQS counts it: body, plus each attribute's name, type and value.
+    pub fn size(&self) -> usize {
+        self.body.len() + ID_ATTRIBUTE.len() + "String".len() + 36
+    }
+}
+
+/// A message as received, not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The queue's id for the message, stable across redeliveries.
+    pub message_id: String,
+    /// The handle to delete it or change its visibility with; new on each
+    /// receive.
+    pub receipt: String,
+    pub body: String,
+    /// The id attribute, when the API sent the message.
+    pub email_id: Option<String>,
+    /// When the message was first sent, in Unix milliseconds.
+    pub sent_at_ms: Option<u64>,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// A queue call that failed. The text is for logs, never for clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Sends up to [`MAX_BATCH`] messages, of at most [`MAX_MESSAGE_BYTES`] in
+    /// all, and answers one result per message, in order.
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>>;
+
+    /// Receives up to `max` messages, waiting at most `wait` for the first.
+    async fn receive(&self, max: usize, wait: Duration)
+    -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    /// Deletes up to [`MAX_BATCH`] messages by receipt; one result each.
+    async fn delete_batch(&self, receipts: &[&str]) -> Vec<Result<(), QueueError>>;
+
+    /// Makes a received message visible again after `delay`.
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+
+    /// Checks that the queue exists and can be reached.
+    async fn check(&self) -> Result<(), QueueError>;
+}

@@ -1,0 +1,230 @@
+//! The queue port on Amazon SQS.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::{ID_ATTRIBUTE, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::aws::{AwsTuning, describe};
+
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    tuning: AwsTuning,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>, tuning: AwsTuning) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            tuning,
+        }
+    }
+
+    fn id_attribute(message: &OutgoingMessage) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(message.id.to_string())
+            .build()
+            .expect("data_type is set")
+    }
+
+    async fn send_one(&self, message: &OutgoingMessage) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&message.body)
+            .message_attributes(ID_ATTRIBUTE, Self::id_attribute(message))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(describe(&e)))
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
+        if let [message] = messages {
+            return vec![self.send_one(message).await];
+        }
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .message_attributes(ID_ATTRIBUTE, Self::id_attribute(m))
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let output = match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) => return vec![Err(QueueError(describe(&e))); messages.len()],
+        };
+        // An entry is sent only if SQS lists it as successful; anything it
+        // does not mention counts as failed.
+        let mut results = vec![Err(QueueError("not acknowledged".into())); messages.len()];
+        for ok in output.successful() {
+            if let Some(r) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Ok(());
+            }
+        }
+        for failed in output.failed() {
+            if let Some(r) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Err(QueueError(format!(
+                    "{}: {}",
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        results
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, super::MAX_BATCH) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_attribute_names(ID_ATTRIBUTE)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            // A long poll legitimately takes `wait` before answering.
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(self.tuning.timeout_config(wait)),
+            )
+            .send()
+            .await
+            .map_err(|e| QueueError(describe(&e)))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let system = m.attributes.as_ref();
+                let number = |name: MessageSystemAttributeName| {
+                    system
+                        .and_then(|a| a.get(&name))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                Some(ReceivedMessage {
+                    sent_at_ms: number(MessageSystemAttributeName::SentTimestamp),
+                    receive_count: number(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .unwrap_or(1) as u32,
+                    email_id: m
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get(ID_ATTRIBUTE))
+                        .and_then(|v| v.string_value.clone()),
+                    message_id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete_batch(&self, receipts: &[&str]) -> Vec<Result<(), QueueError>> {
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*r)
+                    .build()
+                    .expect("id and receipt are set")
+            })
+            .collect();
+        let output = match self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) => return vec![Err(QueueError(describe(&e))); receipts.len()],
+        };
+        let mut results = vec![Err(QueueError("not acknowledged".into())); receipts.len()];
+        for ok in output.successful() {
+            if let Some(r) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Ok(());
+            }
+        }
+        for failed in output.failed() {
+            if let Some(r) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Err(QueueError(failed.code().to_owned()));
+            }
+        }
+        results
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(describe(&e)))
+    }
+
+    async fn check(&self) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(describe(&e)))
+    }
+}
