@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::error::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Retry and timeout settings for every AWS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,11 +79,40 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3)
 }
 
-/// Describes an SDK error for logs: code and message, never a request body.
-pub(crate) fn describe<E, R>(err: &aws_sdk_sqs::error::SdkError<E, R>) -> String
+/// Describes an SDK error in one short line for logs: the service's error
+/// code and message, or the kind of transport failure. Never a request body.
+pub(crate) fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
+    match err {
+        SdkError::ServiceError(e) => {
+            let e = e.err();
+            format!(
+                "{}: {}",
+                e.code().unwrap_or("unknown error"),
+                e.message().unwrap_or_default()
+            )
+        }
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(e) => {
+            let kind = if e.is_io() {
+                "connection failed"
+            } else if e.is_timeout() {
+                "timed out"
+            } else {
+                "dispatch failure"
+            };
+            let cause = e
+                .as_connector_error()
+                .and_then(|c| std::error::Error::source(c));
+            match cause {
+                Some(source) => format!("{kind}: {source}"),
+                None => kind.to_owned(),
+            }
+        }
+        SdkError::ResponseError(_) => "unreadable response".to_owned(),
+        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
+        _ => "unknown failure".to_owned(),
+    }
 }

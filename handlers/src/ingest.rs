@@ -207,7 +207,8 @@ mod tests {
     #[tokio::test]
     async fn every_refusal_leaves_the_queue_untouched() {
         let f = fixture();
-        let cases: Vec<(String, Option<&str>, fn(&IngestError) -> bool)> = vec![
+        type Expect = fn(&IngestError) -> bool;
+        let cases: Vec<(String, Option<&str>, Expect)> = vec![
             ("{".into(), None, |e| matches!(e, IngestError::Syntax(_))),
             ("[]".into(), None, |e| matches!(e, IngestError::NotAnObject)),
             (r#"{"token":"tok"}"#.into(), None, |e| {

@@ -110,9 +110,19 @@ impl TokenChecker {
         }
     }
 
-    /// Reads the expected token now, e.g. at start-up to fail fast.
-    pub async fn warm_up(&self) -> Result<(), TokenError> {
-        self.read(self.snapshot().attempted_at).await.map(|_| ())
+    /// Ok once the expected token is known; reads it if it is not (within
+    /// the same rate limit as verification).
+    pub async fn ensure_known(&self) -> Result<(), TokenError> {
+        let state = self.snapshot();
+        if state.cached.is_some() {
+            return Ok(());
+        }
+        if !self.may_read(&state, Instant::now()) {
+            return Err(TokenError::Unavailable(SecretError(
+                "recent read failed".into(),
+            )));
+        }
+        self.read(state.attempted_at).await.map(|_| ())
     }
 
     fn snapshot(&self) -> State {

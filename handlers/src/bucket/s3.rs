@@ -14,6 +14,9 @@ pub struct S3Bucket {
 }
 
 impl S3Bucket {
+    /// IAM actions this adapter calls.
+    pub const ACTIONS: &[&str] = &["s3:PutObject"];
+
     pub fn new(client: Client, name: impl Into<String>) -> Self {
         Self {
             client,

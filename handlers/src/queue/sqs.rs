@@ -19,6 +19,17 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// IAM actions the sending side calls (SendMessage, SendMessageBatch).
+    pub const SEND_ACTIONS: &[&str] = &["sqs:SendMessage"];
+    /// IAM actions the receiving side calls (ReceiveMessage,
+    /// DeleteMessageBatch, ChangeMessageVisibility, GetQueueAttributes).
+    pub const RECEIVE_ACTIONS: &[&str] = &[
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    ];
+
     pub fn new(client: Client, url: impl Into<String>, tuning: AwsTuning) -> Self {
         Self {
             client,

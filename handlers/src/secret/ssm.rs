@@ -13,6 +13,9 @@ pub struct SsmParameter {
 }
 
 impl SsmParameter {
+    /// IAM actions this adapter calls.
+    pub const ACTIONS: &[&str] = &["ssm:GetParameter"];
+
     pub fn new(client: Client, name: impl Into<String>) -> Self {
         Self {
             client,

@@ -1,0 +1,243 @@
+//! The HTTP API as an axum Router: the same value is served by the Fargate
+//! server and by the Lambda HTTP function.
+//!
+//! - `GET /` → 200 `{"status":"ok"}` (load balancer health check; no I/O).
+//! - `GET /ready` → 200 once the expected token could be read, else 503.
+//! - `GET /openapi.json` → the OpenAPI document of this API.
+//! - `POST /email` → 200 `{"status":"queued","id":"..."}` or an error from
+//!   [`error::ApiError`].
+
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use handlers::id::EmailId;
+use handlers::ingest::{Ingest, MAX_BODY_BYTES};
+use http_body_util::{BodyExt, Limited};
+use tower::ServiceBuilder;
+
+pub use error::ApiError;
+use error::ErrorKind;
+
+/// The OpenAPI document, shipped inside the binary.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Limits that keep slow or numerous clients from exhausting the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct AppState {
+    ingest: Arc<Ingest>,
+}
+
+pub fn router(ingest: Arc<Ingest>, limits: Limits) -> Router {
+    let email = post(post_email).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::Overloaded
+            }))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent_requests),
+    );
+    let timeout = limits.request_timeout;
+    Router::new()
+        .route("/", get(health))
+        .route("/ready", get(ready))
+        .route("/openapi.json", get(openapi))
+        .route("/email", email)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(move |req, next| {
+            log_request(req, next, timeout)
+        }))
+        .with_state(AppState { ingest })
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state
+        .ingest
+        .tokens()
+        .ensure_known()
+        .await
+        .map_err(|e| ApiError::Ingest(e.into()))?;
+    Ok(json(StatusCode::OK, r#"{"status":"ready"}"#.into()))
+}
+
+async fn openapi() -> Response {
+    json(StatusCode::OK, OPENAPI.into())
+}
+
+async fn post_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bearer = bearer_token(&headers)?;
+    let declared_too_large = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    if declared_too_large {
+        return Err(ApiError::BodyTooLarge);
+    }
+    let body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::BodyUnreadable
+            }
+        })?
+        .to_bytes();
+    let id = state.ingest.submit(&body, bearer).await?;
+    let mut response = json(
+        StatusCode::OK,
+        format!(r#"{{"status":"queued","id":"{id}"}}"#),
+    );
+    response.extensions_mut().insert(id);
+    Ok(response)
+}
+
+/// `application/json`, any case, parameters such as `charset` allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::RepeatedAuthorization);
+    }
+    let value = value.to_str().map_err(|_| ApiError::BadAuthorization)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(ApiError::BadAuthorization),
+    }
+}
+
+/// One log line per request (method, path, status, latency, and the email id
+/// or the error), and the request time limit.
+async fn log_request(request: Request, next: Next, timeout: Duration) -> Response {
+    let started = tokio::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let status = response.status().as_u16();
+    let id = response
+        .extensions()
+        .get::<EmailId>()
+        .map(|id| id.to_string());
+    let error = response
+        .extensions()
+        .get::<ErrorKind>()
+        .map(|e| e.0.as_str());
+    if status >= 500 {
+        tracing::warn!(%method, path, status, latency_ms, error, "request");
+    } else {
+        tracing::info!(%method, path, status, latency_ms, id, error, "request");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
+            assert!(is_json(&headers(&[("content-type", ok)])), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!is_json(&headers(&[("content-type", bad)])), "{bad}");
+        }
+        assert!(!is_json(&headers(&[])));
+    }
+
+    #[test]
+    fn authorization_headers() {
+        assert_eq!(bearer_token(&headers(&[])).unwrap(), None);
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer abc")])).unwrap(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "bearer abc")])).unwrap(),
+            Some("abc")
+        );
+        assert!(matches!(
+            bearer_token(&headers(&[("authorization", "Basic YTpi")])),
+            Err(ApiError::BadAuthorization)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&[
+                ("authorization", "Bearer a"),
+                ("authorization", "Bearer a")
+            ])),
+            Err(ApiError::RepeatedAuthorization)
+        ));
+    }
+}

@@ -1,0 +1,34 @@
+//! The `queue2bucket` command line. Every setting is also an environment
+//! variable of the same name; `queue2bucket <command> --help` lists them.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ApiArgs, WorkerArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "queue2bucket",
+    version,
+    about = "Email ingestion: an HTTP API that queues emails on SQS, and a worker that stores them in S3.",
+    after_help = "Every option can also be given as the environment variable shown with it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API: POST /email checks the token and queues the email.
+    Api(ApiArgs),
+    /// Poll the queue and store each message in the bucket.
+    Worker(WorkerArgs),
+    /// Exit 0 if the API on PORT answers GET / with 200 (container health check).
+    Health {
+        #[arg(long, env = "PORT", value_name = "PORT", default_value = "8000")]
+        port: u16,
+    },
+    /// Print, as JSON, the environment variables and AWS actions of each component.
+    #[command(hide = true)]
+    Manifest,
+}

@@ -1,0 +1,33 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use runtime_fargate::cli::{Cli, Command};
+use runtime_fargate::{health, manifest, shutdown, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Api(args) => {
+            telemetry::init(args.common.log_format);
+            if let Err(e) = startup::run_api(args, shutdown::on_signal()).await {
+                tracing::error!(error = %e, "the API server failed");
+                return ExitCode::FAILURE;
+            }
+        }
+        Command::Worker(args) => {
+            telemetry::init(args.common.log_format);
+            startup::run_worker(args, shutdown::on_signal()).await;
+        }
+        Command::Health { port } => {
+            if let Err(e) = health::check(port).await {
+                eprintln!("unhealthy: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Command::Manifest => {
+            println!("{:#}", manifest::manifest());
+        }
+    }
+    ExitCode::SUCCESS
+}
