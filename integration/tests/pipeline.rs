@@ -1,0 +1,366 @@
+//! The whole pipeline against moto: the real API and worker binaries, the
+//! real AWS SDK clients, over HTTP and the AWS protocols.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use integration::{
+    Api, DATA, Moto, Stack, StackOptions, command, env_of, envelope, eventually, free_port,
+    start_worker,
+};
+
+async fn stack(moto: &Moto, options: StackOptions) -> Stack {
+    Stack::create(moto.clients().await, options).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let worker = start_worker(&env_of(&[&moto.env(), &stack.worker_env()]));
+
+    // Odd spacing, escapes, non-ASCII, a number timestamp, extra members,
+    // and characters SQS cannot carry.
+    let data = "{ \"email_subject\" : \"Caf\u{e9} \\u2615\",\n\t\"email_sender\":\"bob@example.com\", \"email_timestream\": 1732780800, \"email_content\": \"line1\\nline2 \u{1F600}\", \"thread\": {\"id\": [1, 2.5, null]} }";
+    let started = Instant::now();
+    let (status, body) = api.post(envelope(data, &stack.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "queued");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let key = format!("emails/{id}.json");
+    let stored = eventually("the object", Duration::from_secs(10), || stack.object(&key)).await;
+    let latency = started.elapsed();
+    assert_eq!(String::from_utf8(stored).unwrap(), data);
+    // The worker long-polls with a 10 s window; an email is picked up as it
+    // arrives, not at the end of the window.
+    assert!(latency < Duration::from_secs(5), "took {latency:?}");
+
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/json"));
+    let metadata = head.metadata().unwrap();
+    assert_eq!(metadata["id"], id);
+    assert!(metadata["received-at"].starts_with("20"));
+
+    // The Authorization header works as well as the body token.
+    let no_token = format!(r#"{{"data":{DATA}}}"#);
+    let bearer = format!("Bearer {}", stack.token);
+    let (status, body) = api
+        .post_with(
+            no_token,
+            &[("content-type", "application/json"), ("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let key = format!("emails/{}.json", body["id"].as_str().unwrap());
+    let stored = eventually("the second object", Duration::from_secs(10), || {
+        stack.object(&key)
+    })
+    .await;
+    assert_eq!(stored, DATA.as_bytes());
+    eventually("the queue to empty", Duration::from_secs(10), || async {
+        (stack.depth(&stack.queue_url).await == 0).then_some(())
+    })
+    .await;
+    api.process.assert_no_panic();
+    worker.assert_no_panic();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let token = stack.token.as_str();
+    let without = |field: &str| {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(DATA).unwrap();
+        v.remove(field);
+        serde_json::to_string(&v).unwrap()
+    };
+    let replaced = |field: &str, value: &str| {
+        DATA.replace(
+            &format!(r#""{field}":"#),
+            &format!(r#""{field}":{value},"was":"#),
+        )
+    };
+    let json = [("content-type", "application/json")];
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16)> = vec![
+        ("wrong token", envelope(DATA, "wrong"), json.to_vec(), 401),
+        ("empty token", envelope(DATA, ""), json.to_vec(), 401),
+        ("no token", format!(r#"{{"data":{DATA}}}"#), json.to_vec(), 401),
+        (
+            "basic auth",
+            format!(r#"{{"data":{DATA}}}"#),
+            vec![("content-type", "application/json"), ("authorization", "Basic dTpw")],
+            401,
+        ),
+        ("malformed JSON", "{\"data\":".into(), json.to_vec(), 400),
+        ("not an object", "[1,2]".into(), json.to_vec(), 400),
+        ("no data", format!(r#"{{"token":"{token}"}}"#), json.to_vec(), 400),
+        ("data not an object", envelope("\"text\"", token), json.to_vec(), 400),
+        ("missing sender", envelope(&without("email_sender"), token), json.to_vec(), 400),
+        ("missing subject", envelope(&without("email_subject"), token), json.to_vec(), 400),
+        ("missing content", envelope(&without("email_content"), token), json.to_vec(), 400),
+        ("missing timestream", envelope(&without("email_timestream"), token), json.to_vec(), 400),
+        ("number subject", envelope(&replaced("email_subject", "42"), token), json.to_vec(), 400),
+        ("null content", envelope(&replaced("email_content", "null"), token), json.to_vec(), 400),
+        ("blank sender", envelope(&replaced("email_sender", "\"  \""), token), json.to_vec(), 400),
+        ("bad timestream", envelope(&replaced("email_timestream", "\"yesterday\""), token), json.to_vec(), 400),
+        (
+            "duplicate key",
+            envelope(&DATA.replacen('{', r#"{"email_sender":"x@y.z","#, 1), token),
+            json.to_vec(),
+            400,
+        ),
+        ("token not a string", format!(r#"{{"data":{DATA},"token":7}}"#), json.to_vec(), 400),
+        ("text/plain", envelope(DATA, token), vec![("content-type", "text/plain")], 415),
+        ("no content type", envelope(DATA, token), vec![], 415),
+        (
+            "too large",
+            envelope(&replaced("email_content", &format!("\"{}\"", "x".repeat(300_000))), token),
+            json.to_vec(),
+            413,
+        ),
+    ];
+    for (name, body, headers, expected) in cases {
+        let (status, answer) = api.post_with(body, &headers).await;
+        assert_eq!(status, expected, "{name}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(!error.is_empty(), "{name}: no error message in {answer}");
+        assert!(!error.contains(token), "{name}: the token is echoed");
+    }
+    assert_eq!(stack.depth(&stack.queue_url).await, 0, "nothing was enqueued");
+    // The process is still healthy.
+    let (status, _) = api.post(envelope(DATA, token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.depth(&stack.queue_url).await, 1);
+    api.process.assert_no_panic();
+    // No token and no email content in the logs.
+    let logs = api.process.lines().join("\n");
+    assert!(!logs.contains(token), "the token is logged");
+    assert!(!logs.contains("alice@example.com"), "email content is logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_is_accepted_without_restart() {
+    let moto = Moto::start().await;
+    let mut stack = stack(&moto, StackOptions::default()).await;
+    let api = Api::start(&env_of(&[
+        &moto.env(),
+        &stack.api_env(),
+        &[("TOKEN_REFRESH_INTERVAL".into(), "1".into())],
+    ]))
+    .await;
+    let old = stack.token.clone();
+    assert_eq!(api.submit(DATA, &old).await.0, 200);
+    stack.rotate_token("rotated-token").await;
+    // Within one refresh interval the new token is read and accepted.
+    eventually("the new token to be accepted", Duration::from_secs(10), || async {
+        (api.submit(DATA, "rotated-token").await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(api.submit(DATA, &old).await.0, 401, "the old token is refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_backlog_loses_and_duplicates_nothing() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let mut posted = Vec::new();
+    for i in 0..300 {
+        let data = DATA.replace("Hi Bob", &format!("message {i}"));
+        let (status, id) = api.submit(&data, &stack.token).await;
+        assert_eq!(status, 200);
+        posted.push((id.unwrap(), data));
+    }
+    let worker_env = env_of(&[&moto.env(), &stack.worker_env()]);
+    let mut worker = start_worker(&worker_env);
+    eventually("the worker to store some", Duration::from_secs(30), || async {
+        (stack.keys().await.len() >= 30).then_some(())
+    })
+    .await;
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(25)).await;
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    worker.assert_no_panic();
+    let stored_before = stack.keys().await.len();
+    assert!(stored_before < 300, "stopped mid-backlog ({stored_before})");
+
+    let worker = start_worker(&worker_env);
+    eventually("every message stored", Duration::from_secs(60), || async {
+        (stack.keys().await.len() >= 300).then_some(())
+    })
+    .await;
+    eventually("the queue to empty", Duration::from_secs(30), || async {
+        (stack.depth(&stack.queue_url).await == 0).then_some(())
+    })
+    .await;
+    let objects = stack.objects().await;
+    assert_eq!(objects.len(), 300, "exactly one object per message");
+    for (id, data) in &posted {
+        let body = &objects[&format!("emails/{id}.json")];
+        assert_eq!(body, data.as_bytes());
+    }
+    worker.assert_no_panic();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
+    let moto = Moto::start().await;
+    let stack = stack(
+        &moto,
+        StackOptions {
+            visibility_timeout_secs: 1,
+            max_receive_count: 2,
+        },
+    )
+    .await;
+    for body in ["not json at all", r#"{"email_subject":"half an email"}"#] {
+        stack
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A valid email from another producer, without the API's id attribute.
+    let foreign = stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(DATA)
+        .send()
+        .await
+        .unwrap();
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(api.submit(DATA, &stack.token).await.1.unwrap());
+    }
+    let worker = start_worker(&env_of(&[
+        &moto.env(),
+        &stack.worker_env(),
+        &[("POLL_INTERVAL".into(), "1".into())],
+    ]));
+    eventually("the good messages", Duration::from_secs(20), || async {
+        (stack.keys().await.len() == 6).then_some(())
+    })
+    .await;
+    let keys: HashSet<String> = stack.keys().await.into_iter().collect();
+    for id in &ids {
+        assert!(keys.contains(&format!("emails/{id}.json")));
+    }
+    eventually("both poison messages in the DLQ", Duration::from_secs(30), || async {
+        (stack.depth(&stack.dlq_url).await == 2).then_some(())
+    })
+    .await;
+    eventually("the main queue to empty", Duration::from_secs(10), || async {
+        (stack.depth(&stack.queue_url).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stack.keys().await.len(), 6, "poison was never stored");
+    // The foreign message's key is derived from its message id, so it is the
+    // same on every delivery; it sorts with the others by send time.
+    let foreign_id = foreign.message_id().unwrap();
+    let logs = worker.json_lines();
+    let foreign_keys: HashSet<&str> = logs
+        .iter()
+        .filter(|l| l["outcome"] == "stored" || l["outcome"] == "already stored")
+        .filter_map(|l| l["key"].as_str())
+        .filter(|k| !ids.iter().any(|id| k.contains(id.as_str())))
+        .collect();
+    assert_eq!(foreign_keys.len(), 1, "{foreign_id}: {foreign_keys:?}");
+    worker.assert_no_panic();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_ssm_or_sqs_means_503_with_retry_after() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for service in ["SSM", "SQS"] {
+        let api = Api::start(&env_of(&[
+            &moto.env(),
+            &stack.api_env(),
+            &[(format!("AWS_ENDPOINT_URL_{service}"), closed.clone())],
+        ]))
+        .await;
+        let response = api
+            .http
+            .post(format!("{}/email", api.url))
+            .header("content-type", "application/json")
+            .body(envelope(DATA, &stack.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 503, "{service}");
+        assert!(response.headers().contains_key("retry-after"), "{service}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(!error.contains("127.0.0.1"), "internals leaked: {error}");
+        api.process.assert_no_panic();
+    }
+    assert_eq!(stack.depth(&stack.queue_url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_the_openapi_document() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let get = |path: &str| api.http.get(format!("{}{path}", api.url)).send();
+    let health = get("/").await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.text().await.unwrap(), r#"{"status":"ok"}"#);
+    assert_eq!(get("/ready").await.unwrap().status().as_u16(), 200);
+    let doc: serde_json::Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/email"]["post"].is_object());
+    assert_eq!(get("/nothing").await.unwrap().status().as_u16(), 404);
+
+    // The container health check subcommand agrees.
+    let port = api.url.rsplit(':').next().unwrap().to_owned();
+    let ok = command(&["health"], &[("PORT".into(), port)]).status().unwrap();
+    assert!(ok.success());
+    let down = command(&["health"], &[("PORT".into(), free_port().to_string())])
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_or_malformed_settings_stop_startup_naming_the_variable() {
+    let cases: [(&[&str], Vec<(String, String)>, &str); 4] = [
+        (&["api"], vec![("TOKEN_PARAM_NAME".into(), "/t".into())], "SQS_QUEUE_URL"),
+        (&["api"], vec![("SQS_QUEUE_URL".into(), "http://q".into())], "TOKEN_PARAM_NAME"),
+        (&["worker"], vec![("SQS_QUEUE_URL".into(), "http://q".into())], "S3_BUCKET_NAME"),
+        (
+            &["worker"],
+            vec![
+                ("SQS_QUEUE_URL".into(), "http://q".into()),
+                ("S3_BUCKET_NAME".into(), "b".into()),
+                ("POLL_INTERVAL".into(), "60".into()),
+            ],
+            "POLL_INTERVAL",
+        ),
+    ];
+    for (args, env, variable) in cases {
+        let output = command(args, &env).output().unwrap();
+        assert!(!output.status.success(), "{args:?} started without {variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{variable} not named in: {stderr}");
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one command that passes all the tests, locally and in CI:
+#   formatting, lints, unit tests, the black-box tests against moto on
+#   loopback, and the offline checks of terraform/, the workflows and the
+#   Dockerfile. It installs what it needs into ./.venv first (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "setup (./.venv: moto, linters)"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build"
+cargo build --workspace --bins --locked
+
+step "cargo test (unit + integration against moto)"
+cargo test --workspace --locked
+
+step "terraform: fmt, validate, checkov, consistency with the binaries"
+Q2B_BIN=target/debug/queue2bucket scripts/check-terraform.sh
+
+step "workflows and Dockerfile: actionlint, zizmor, hadolint"
+scripts/check-workflows.sh
+
+printf '\nAll checks passed in %ss.\n' "$((SECONDS - started))"
