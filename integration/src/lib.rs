@@ -67,8 +67,14 @@ impl Process {
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -413,7 +419,11 @@ impl Stack {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.expect("list objects");
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         keys
     }
@@ -459,7 +469,14 @@ pub fn binary() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", "runtime-fargate", "--bin", "queue2bucket"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "runtime-fargate",
+                "--bin",
+                "queue2bucket",
+            ])
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building queue2bucket failed");

@@ -56,7 +56,10 @@ async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
     let (status, body) = api
         .post_with(
             no_token,
-            &[("content-type", "application/json"), ("authorization", &bearer)],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &bearer),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -81,8 +84,7 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
     let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
     let token = stack.token.as_str();
     let without = |field: &str| {
-        let mut v: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(DATA).unwrap();
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(DATA).unwrap();
         v.remove(field);
         serde_json::to_string(&v).unwrap()
     };
@@ -93,40 +95,112 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
         )
     };
     let json = [("content-type", "application/json")];
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         ("wrong token", envelope(DATA, "wrong"), json.to_vec(), 401),
         ("empty token", envelope(DATA, ""), json.to_vec(), 401),
-        ("no token", format!(r#"{{"data":{DATA}}}"#), json.to_vec(), 401),
+        (
+            "no token",
+            format!(r#"{{"data":{DATA}}}"#),
+            json.to_vec(),
+            401,
+        ),
         (
             "basic auth",
             format!(r#"{{"data":{DATA}}}"#),
-            vec![("content-type", "application/json"), ("authorization", "Basic dTpw")],
+            vec![
+                ("content-type", "application/json"),
+                ("authorization", "Basic dTpw"),
+            ],
             401,
         ),
         ("malformed JSON", "{\"data\":".into(), json.to_vec(), 400),
         ("not an object", "[1,2]".into(), json.to_vec(), 400),
-        ("no data", format!(r#"{{"token":"{token}"}}"#), json.to_vec(), 400),
-        ("data not an object", envelope("\"text\"", token), json.to_vec(), 400),
-        ("missing sender", envelope(&without("email_sender"), token), json.to_vec(), 400),
-        ("missing subject", envelope(&without("email_subject"), token), json.to_vec(), 400),
-        ("missing content", envelope(&without("email_content"), token), json.to_vec(), 400),
-        ("missing timestream", envelope(&without("email_timestream"), token), json.to_vec(), 400),
-        ("number subject", envelope(&replaced("email_subject", "42"), token), json.to_vec(), 400),
-        ("null content", envelope(&replaced("email_content", "null"), token), json.to_vec(), 400),
-        ("blank sender", envelope(&replaced("email_sender", "\"  \""), token), json.to_vec(), 400),
-        ("bad timestream", envelope(&replaced("email_timestream", "\"yesterday\""), token), json.to_vec(), 400),
+        (
+            "no data",
+            format!(r#"{{"token":"{token}"}}"#),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "data not an object",
+            envelope("\"text\"", token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "missing sender",
+            envelope(&without("email_sender"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "missing subject",
+            envelope(&without("email_subject"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "missing content",
+            envelope(&without("email_content"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "missing timestream",
+            envelope(&without("email_timestream"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "number subject",
+            envelope(&replaced("email_subject", "42"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "null content",
+            envelope(&replaced("email_content", "null"), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "blank sender",
+            envelope(&replaced("email_sender", "\"  \""), token),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "bad timestream",
+            envelope(&replaced("email_timestream", "\"yesterday\""), token),
+            json.to_vec(),
+            400,
+        ),
         (
             "duplicate key",
             envelope(&DATA.replacen('{', r#"{"email_sender":"x@y.z","#, 1), token),
             json.to_vec(),
             400,
         ),
-        ("token not a string", format!(r#"{{"data":{DATA},"token":7}}"#), json.to_vec(), 400),
-        ("text/plain", envelope(DATA, token), vec![("content-type", "text/plain")], 415),
+        (
+            "token not a string",
+            format!(r#"{{"data":{DATA},"token":7}}"#),
+            json.to_vec(),
+            400,
+        ),
+        (
+            "text/plain",
+            envelope(DATA, token),
+            vec![("content-type", "text/plain")],
+            415,
+        ),
         ("no content type", envelope(DATA, token), vec![], 415),
         (
             "too large",
-            envelope(&replaced("email_content", &format!("\"{}\"", "x".repeat(300_000))), token),
+            envelope(
+                &replaced("email_content", &format!("\"{}\"", "x".repeat(300_000))),
+                token,
+            ),
             json.to_vec(),
             413,
         ),
@@ -138,7 +212,11 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
         assert!(!error.is_empty(), "{name}: no error message in {answer}");
         assert!(!error.contains(token), "{name}: the token is echoed");
     }
-    assert_eq!(stack.depth(&stack.queue_url).await, 0, "nothing was enqueued");
+    assert_eq!(
+        stack.depth(&stack.queue_url).await,
+        0,
+        "nothing was enqueued"
+    );
     // The process is still healthy.
     let (status, _) = api.post(envelope(DATA, token)).await;
     assert_eq!(status, 200);
@@ -147,7 +225,10 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
     // No token and no email content in the logs.
     let logs = api.process.lines().join("\n");
     assert!(!logs.contains(token), "the token is logged");
-    assert!(!logs.contains("alice@example.com"), "email content is logged");
+    assert!(
+        !logs.contains("alice@example.com"),
+        "email content is logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,11 +245,17 @@ async fn a_rotated_token_is_accepted_without_restart() {
     assert_eq!(api.submit(DATA, &old).await.0, 200);
     stack.rotate_token("rotated-token").await;
     // Within one refresh interval the new token is read and accepted.
-    eventually("the new token to be accepted", Duration::from_secs(10), || async {
-        (api.submit(DATA, "rotated-token").await.0 == 200).then_some(())
-    })
+    eventually(
+        "the new token to be accepted",
+        Duration::from_secs(10),
+        || async { (api.submit(DATA, "rotated-token").await.0 == 200).then_some(()) },
+    )
     .await;
-    assert_eq!(api.submit(DATA, &old).await.0, 401, "the old token is refused");
+    assert_eq!(
+        api.submit(DATA, &old).await.0,
+        401,
+        "the old token is refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,9 +272,11 @@ async fn sigterm_during_a_backlog_loses_and_duplicates_nothing() {
     }
     let worker_env = env_of(&[&moto.env(), &stack.worker_env()]);
     let mut worker = start_worker(&worker_env);
-    eventually("the worker to store some", Duration::from_secs(30), || async {
-        (stack.keys().await.len() >= 30).then_some(())
-    })
+    eventually(
+        "the worker to store some",
+        Duration::from_secs(30),
+        || async { (stack.keys().await.len() >= 30).then_some(()) },
+    )
     .await;
     worker.signal("TERM");
     let status = worker.wait_exit(Duration::from_secs(25)).await;
@@ -264,13 +353,17 @@ async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
     for id in &ids {
         assert!(keys.contains(&format!("emails/{id}.json")));
     }
-    eventually("both poison messages in the DLQ", Duration::from_secs(30), || async {
-        (stack.depth(&stack.dlq_url).await == 2).then_some(())
-    })
+    eventually(
+        "both poison messages in the DLQ",
+        Duration::from_secs(30),
+        || async { (stack.depth(&stack.dlq_url).await == 2).then_some(()) },
+    )
     .await;
-    eventually("the main queue to empty", Duration::from_secs(10), || async {
-        (stack.depth(&stack.queue_url).await == 0).then_some(())
-    })
+    eventually(
+        "the main queue to empty",
+        Duration::from_secs(10),
+        || async { (stack.depth(&stack.queue_url).await == 0).then_some(()) },
+    )
     .await;
     assert_eq!(stack.keys().await.len(), 6, "poison was never stored");
     // The foreign message's key is derived from its message id, so it is the
@@ -333,7 +426,9 @@ async fn health_readiness_and_the_openapi_document() {
 
     // The container health check subcommand agrees.
     let port = api.url.rsplit(':').next().unwrap().to_owned();
-    let ok = command(&["health"], &[("PORT".into(), port)]).status().unwrap();
+    let ok = command(&["health"], &[("PORT".into(), port)])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let down = command(&["health"], &[("PORT".into(), free_port().to_string())])
         .output()
@@ -343,10 +438,23 @@ async fn health_readiness_and_the_openapi_document() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_or_malformed_settings_stop_startup_naming_the_variable() {
-    let cases: [(&[&str], Vec<(String, String)>, &str); 4] = [
-        (&["api"], vec![("TOKEN_PARAM_NAME".into(), "/t".into())], "SQS_QUEUE_URL"),
-        (&["api"], vec![("SQS_QUEUE_URL".into(), "http://q".into())], "TOKEN_PARAM_NAME"),
-        (&["worker"], vec![("SQS_QUEUE_URL".into(), "http://q".into())], "S3_BUCKET_NAME"),
+    type Case<'a> = (&'a [&'a str], Vec<(String, String)>, &'a str);
+    let cases: [Case; 4] = [
+        (
+            &["api"],
+            vec![("TOKEN_PARAM_NAME".into(), "/t".into())],
+            "SQS_QUEUE_URL",
+        ),
+        (
+            &["api"],
+            vec![("SQS_QUEUE_URL".into(), "http://q".into())],
+            "TOKEN_PARAM_NAME",
+        ),
+        (
+            &["worker"],
+            vec![("SQS_QUEUE_URL".into(), "http://q".into())],
+            "S3_BUCKET_NAME",
+        ),
         (
             &["worker"],
             vec![
@@ -359,8 +467,14 @@ async fn missing_or_malformed_settings_stop_startup_naming_the_variable() {
     ];
     for (args, env, variable) in cases {
         let output = command(args, &env).output().unwrap();
-        assert!(!output.status.success(), "{args:?} started without {variable}");
+        assert!(
+            !output.status.success(),
+            "{args:?} started without {variable}"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(variable), "{variable} not named in: {stderr}");
+        assert!(
+            stderr.contains(variable),
+            "{variable} not named in: {stderr}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::{ApiArgs, WorkerArgs};
+use crate::dev::DevArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole pipeline locally: API and worker in one process, with an embedded queue (SQLite) and a directory as the bucket; no cloud account needed.
+    Dev(DevArgs),
     /// Serve the HTTP API: POST /email checks the token and queues the email.
     Api(ApiArgs),
     /// Poll the queue and store each message in the bucket.

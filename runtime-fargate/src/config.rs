@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 /// Parses whole seconds within a range.
-fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+pub(crate) fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
     move |text: &str| {
         let n: u64 = text
             .trim()

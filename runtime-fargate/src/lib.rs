@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod health;
 pub mod manifest;
 pub mod shutdown;

@@ -2,22 +2,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use runtime_fargate::cli::{Cli, Command};
-use runtime_fargate::{health, manifest, shutdown, startup, telemetry};
+use runtime_fargate::{dev, health, manifest, shutdown, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Api(args) => {
-            telemetry::init(args.common.log_format);
+            telemetry::init(args.common.log_format, "info");
             if let Err(e) = startup::run_api(args, shutdown::on_signal()).await {
                 tracing::error!(error = %e, "the API server failed");
                 return ExitCode::FAILURE;
             }
         }
         Command::Worker(args) => {
-            telemetry::init(args.common.log_format);
+            telemetry::init(args.common.log_format, "info");
             startup::run_worker(args, shutdown::on_signal()).await;
+        }
+        Command::Dev(args) => {
+            telemetry::init(args.log_format, "warn");
+            if let Err(e) = dev::run(args, shutdown::on_signal()).await {
+                eprintln!("queue2bucket dev: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         Command::Health { port } => {
             if let Err(e) = health::check(port).await {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::Router;
@@ -39,11 +40,12 @@ pub async fn sdk_config(common: &CommonArgs, tuning: AwsTuning) -> SdkConfig {
 
 /// Validate-and-enqueue over the given queue and token store.
 pub fn ingest(
-    args: &IngestArgs,
     queue: Arc<dyn Queue>,
     secret: Arc<dyn SecretSource>,
+    token_ttl: Duration,
+    token_refresh_interval: Duration,
 ) -> Arc<Ingest> {
-    let tokens = TokenChecker::new(secret, args.token_cache_ttl, args.token_refresh_interval);
+    let tokens = TokenChecker::new(secret, token_ttl, token_refresh_interval);
     Arc::new(Ingest::new(
         tokens,
         BatchingSender::spawn(queue, SENDS_IN_FLIGHT),
@@ -61,7 +63,12 @@ pub fn aws_ingest(args: &IngestArgs, sdk: &SdkConfig) -> Arc<Ingest> {
         aws_sdk_ssm::Client::new(sdk),
         &args.token_param_name,
     ));
-    ingest(args, queue, secret)
+    ingest(
+        queue,
+        secret,
+        args.token_cache_ttl,
+        args.token_refresh_interval,
+    )
 }
 
 /// Message-to-bucket on S3.
@@ -77,8 +84,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(port: u16, router: Router) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
+    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         Ok(Self { listener, router })
     }
 
@@ -110,7 +117,8 @@ pub async fn run_api(args: ApiArgs, shutdown: CancellationToken) -> std::io::Res
         max_concurrent_requests: args.server.max_concurrent_requests as usize,
         request_timeout: args.server.request_timeout,
     };
-    let server = Server::bind(args.server.port, api::router(ingest, limits)).await?;
+    let addr = SocketAddr::from(([0, 0, 0, 0], args.server.port));
+    let server = Server::bind(addr, api::router(ingest, limits)).await?;
     tracing::info!(addr = %server.local_addr()?, "listening");
     server.run(shutdown).await
 }

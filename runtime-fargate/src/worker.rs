@@ -40,7 +40,7 @@ impl WorkerConfig {
 }
 
 /// Called for each stored message (the local mode prints a line per email).
-pub type OnStored = Arc<dyn Fn(&Stored) + Send + Sync>;
+pub type OnStored = Arc<dyn Fn(&Stored, &ReceivedMessage) + Send + Sync>;
 
 struct Context {
     queue: Arc<dyn Queue>,
@@ -131,7 +131,7 @@ async fn process_batch(
                     "message"
                 );
                 if let Some(on_stored) = &context.on_stored {
-                    on_stored(&stored);
+                    on_stored(&stored, message);
                 }
                 done.push(message.receipt.as_str());
             }

@@ -1,5 +1,6 @@
 //! The bucket port: write-once storage of email objects, S3's way.
 
+pub mod dir;
 pub mod s3;
 
 use async_trait::async_trait;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{MAX_BATCH, MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
+use super::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ impl BatchingSender {
     pub fn spawn(queue: Arc<dyn Queue>, max_in_flight: usize) -> Self {
         // Room for every in-flight batch plus as many waiting: enough to fill
         // batches, small enough that back-pressure reaches callers quickly.
-        let (jobs, rx) = mpsc::channel(max_in_flight.max(1) * MAX_BATCH * 2);
+        let (jobs, rx) = mpsc::channel(max_in_flight.max(1) * queue.max_batch() * 2);
         tokio::spawn(run(queue, rx, max_in_flight.max(1)));
         Self { jobs }
     }
@@ -64,6 +64,7 @@ impl BatchingSender {
 
 async fn run(queue: Arc<dyn Queue>, mut rx: mpsc::Receiver<Job>, max_in_flight: usize) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
+    let (max_batch, max_bytes) = (queue.max_batch(), queue.max_batch_bytes());
     let mut in_flight = JoinSet::new();
     let mut carried: Option<Job> = None;
     loop {
@@ -79,10 +80,10 @@ async fn run(queue: Arc<dyn Queue>, mut rx: mpsc::Receiver<Job>, max_in_flight: 
         };
         let mut bytes = first.message.size();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             let Ok(job) = rx.try_recv() else { break };
             bytes += job.message.size();
-            if bytes > MAX_MESSAGE_BYTES {
+            if bytes > max_bytes {
                 carried = Some(job);
                 break;
             }
@@ -109,6 +110,7 @@ async fn run(queue: Arc<dyn Queue>, mut rx: mpsc::Receiver<Job>, max_in_flight: 
 mod tests {
     use super::*;
     use crate::id::EmailId;
+    use crate::queue::MAX_BATCH;
     use crate::testing::MemoryQueue;
 
     fn message(body_len: usize) -> OutgoingMessage {

@@ -2,6 +2,7 @@
 //! SQS's semantics (at-least-once delivery, visibility timeout, receipts).
 
 mod batcher;
+pub mod sqlite;
 pub mod sqs;
 
 use std::time::Duration;
@@ -61,8 +62,20 @@ pub struct QueueError(pub String);
 
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Sends up to [`MAX_BATCH`] messages, of at most [`MAX_MESSAGE_BYTES`] in
-    /// all, and answers one result per message, in order.
+    /// Most messages one [`Queue::send_batch`] call may carry.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// Most bytes (as [`OutgoingMessage::size`] counts them) one
+    /// [`Queue::send_batch`] call may carry.
+    fn max_batch_bytes(&self) -> usize {
+        MAX_MESSAGE_BYTES
+    }
+
+    /// Sends up to [`Queue::max_batch`] messages, of at most
+    /// [`Queue::max_batch_bytes`] in all, and answers one result per message,
+    /// in order.
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>>;
 
     /// Receives up to `max` messages, waiting at most `wait` for the first.
