@@ -1,0 +1,261 @@
+# Roles of the running system. Each role gets exactly the AWS API calls its
+# binary makes (tests/test_consistency.py compares them with
+# `queue2bucket manifest`), on the specific resources involved.
+
+# --- Fargate: task execution role (pulls the image, writes logs) -------------
+
+data "aws_iam_policy_document" "ecs_execution_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+# Task roles: only ECS tasks of this account may assume them.
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  count = local.fargate ? 1 : 0
+
+  name               = "${var.name}-execution"
+  description        = "ECS task execution role of ${var.name}: pulls the image and writes container logs"
+  assume_role_policy = data.aws_iam_policy_document.ecs_execution_assume.json
+}
+
+data "aws_iam_policy_document" "execution" {
+  count = local.fargate ? 1 : 0
+
+  statement {
+    sid = "EcrAuth"
+    # GetAuthorizationToken has no resource-level permissions.
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid = "PullImage"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.app.arn]
+  }
+
+  statement {
+    sid = "WriteLogs"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+    ]
+    resources = [
+      "${aws_cloudwatch_log_group.api[0].arn}:*",
+      "${aws_cloudwatch_log_group.worker[0].arn}:*",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  count = local.fargate ? 1 : 0
+
+  name   = "pull-image-write-logs"
+  role   = aws_iam_role.execution[0].id
+  policy = data.aws_iam_policy_document.execution[0].json
+}
+
+# --- Fargate: API task role ---------------------------------------------------
+
+resource "aws_iam_role" "api_task" {
+  count = local.fargate ? 1 : 0
+
+  name               = "${var.name}-api-task"
+  description        = "Task role of the ${var.name} API: publishes to the queue, reads the token"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "api" {
+  statement {
+    sid       = "PublishMessages"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  # The parameter uses the AWS-managed aws/ssm key, so no kms:Decrypt grant is
+  # needed; add one on the key if you switch to a customer-managed key.
+  statement {
+    sid       = "ReadToken"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.token.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "api_task" {
+  count = local.fargate ? 1 : 0
+
+  name   = "publish-messages-read-token"
+  role   = aws_iam_role.api_task[0].id
+  policy = data.aws_iam_policy_document.api.json
+}
+
+# --- Fargate: worker task role ------------------------------------------------
+
+resource "aws_iam_role" "worker_task" {
+  count = local.fargate ? 1 : 0
+
+  name               = "${var.name}-worker-task"
+  description        = "Task role of the ${var.name} worker: consumes the queue, writes message objects"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid = "ConsumeMessages"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "StoreMessages"
+    actions   = ["s3:PutObject"]
+    resources = [local.email_objects_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "worker_task" {
+  count = local.fargate ? 1 : 0
+
+  name   = "consume-messages-store-objects"
+  role   = aws_iam_role.worker_task[0].id
+  policy = data.aws_iam_policy_document.worker.json
+}
+
+# --- Lambda: function roles ---------------------------------------------------
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda_api" {
+  count = local.lambda ? 1 : 0
+
+  name               = "${var.name}-lambda-api"
+  description        = "Role of the ${var.name} API function: publishes to the queue, reads the token, writes its logs"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "lambda_api" {
+  count = local.lambda ? 1 : 0
+
+  statement {
+    sid       = "PublishMessages"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "ReadToken"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.token.arn]
+  }
+
+  # The log group is created by Terraform, so logs:CreateLogGroup is not granted.
+  statement {
+    sid = "WriteLogs"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+    ]
+    resources = ["${aws_cloudwatch_log_group.lambda_api[0].arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "lambda_api" {
+  count = local.lambda ? 1 : 0
+
+  name   = "publish-messages-read-token-write-logs"
+  role   = aws_iam_role.lambda_api[0].id
+  policy = data.aws_iam_policy_document.lambda_api[0].json
+}
+
+resource "aws_iam_role" "lambda_worker" {
+  count = local.lambda ? 1 : 0
+
+  name               = "${var.name}-lambda-worker"
+  description        = "Role of the ${var.name} worker function: writes message objects; its SQS event source polls the queue"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "lambda_worker" {
+  count = local.lambda ? 1 : 0
+
+  statement {
+    sid       = "StoreMessages"
+    actions   = ["s3:PutObject"]
+    resources = [local.email_objects_arn]
+  }
+
+  # Used by the SQS event source mapping (Lambda polls with the function's role).
+  statement {
+    sid = "EventSourceMapping"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid = "WriteLogs"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+    ]
+    resources = ["${aws_cloudwatch_log_group.lambda_worker[0].arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "lambda_worker" {
+  count = local.lambda ? 1 : 0
+
+  name   = "store-objects-poll-queue-write-logs"
+  role   = aws_iam_role.lambda_worker[0].id
+  policy = data.aws_iam_policy_document.lambda_worker[0].json
+}

@@ -1,0 +1,53 @@
+locals {
+  fargate = var.hosting == "fargate"
+  lambda  = var.hosting == "lambda"
+  https   = var.certificate_arn != null
+  github  = var.github_repository != null
+  private = var.private_networking && local.fargate
+
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.name
+
+  azs = (
+    length(var.availability_zones) > 0
+    ? var.availability_zones
+    : slice(sort(data.aws_availability_zones.available.names), 0, var.az_count)
+  )
+  az_count = length(var.availability_zones) > 0 ? length(var.availability_zones) : var.az_count
+
+  # What the API answers 200 on for load balancer health checks
+  # (`queue2bucket manifest` prints it as health_check_path).
+  health_check_path = "/"
+
+  # The ECS stop timeout: on SIGTERM the worker finishes in-flight messages
+  # within it, so the visibility timeout must be comfortably above.
+  stop_timeout_seconds = 30
+
+  # AWS recommends a visibility timeout of at least six times the function
+  # timeout for SQS event sources.
+  visibility_timeout_seconds = coalesce(
+    var.queue_visibility_timeout_seconds,
+    local.lambda ? max(60, 6 * var.lambda_worker_timeout) : 60,
+  )
+
+  dlq_retention_seconds = 1209600 # 14 days, the maximum
+
+  token_parameter_name = coalesce(var.token_parameter_name, "/${var.name}/api-token")
+
+  image = var.image_tag == null ? null : "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+
+  api_service_name    = "${var.name}-api"
+  worker_service_name = "${var.name}-worker"
+  lambda_api_name     = "${var.name}-api"
+  lambda_worker_name  = "${var.name}-worker"
+  lambda_use_s3       = var.lambda_s3_bucket != null
+
+  api_service_arn    = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.name}/${local.api_service_name}"
+  worker_service_arn = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.name}/${local.worker_service_name}"
+  lambda_api_arn     = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_api_name}"
+  lambda_worker_arn  = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_worker_name}"
+
+  # Objects the worker may write: only below its key prefix.
+  email_objects_arn = "${aws_s3_bucket.emails.arn}/${var.s3_key_prefix}*"
+}

@@ -1,0 +1,100 @@
+# The queue between API and worker, with a dead-letter queue. Messages keep
+# their original enqueue timestamp when they move to the DLQ, so the DLQ keeps
+# them for the maximum 14 days (never less than the main queue).
+
+resource "aws_sqs_queue" "dlq" {
+  name                      = "${var.name}-dlq"
+  message_retention_seconds = local.dlq_retention_seconds
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "main" {
+  name                       = var.name
+  visibility_timeout_seconds = local.visibility_timeout_seconds
+  message_retention_seconds  = var.message_retention_seconds
+  receive_wait_time_seconds  = 10
+  sqs_managed_sse_enabled    = true
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+
+  lifecycle {
+    precondition {
+      condition     = local.dlq_retention_seconds >= var.message_retention_seconds
+      error_message = "The dead-letter queue must retain messages at least as long as the main queue."
+    }
+    precondition {
+      condition     = local.visibility_timeout_seconds > local.stop_timeout_seconds
+      error_message = "The visibility timeout must exceed the ECS stop timeout (${local.stop_timeout_seconds} s) within which the worker finishes in-flight messages."
+    }
+    precondition {
+      condition     = !local.lambda || local.visibility_timeout_seconds >= 6 * var.lambda_worker_timeout
+      error_message = "With hosting = \"lambda\" the visibility timeout must be at least six times lambda_worker_timeout."
+    }
+  }
+}
+
+# Only the main queue may move messages into the DLQ.
+resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.main.arn]
+  })
+}
+
+# Refuse requests that do not use TLS.
+data "aws_iam_policy_document" "queue_tls_only" {
+  for_each = {
+    main = aws_sqs_queue.main.arn
+    dlq  = aws_sqs_queue.dlq.arn
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "main" {
+  queue_url = aws_sqs_queue.main.id
+  policy    = data.aws_iam_policy_document.queue_tls_only["main"].json
+}
+
+resource "aws_sqs_queue_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+  policy    = data.aws_iam_policy_document.queue_tls_only["dlq"].json
+}
+
+# Anything in the DLQ needs a look: the worker gave up on it.
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  alarm_name          = "${var.name}-dlq-not-empty"
+  alarm_description   = "Messages in ${aws_sqs_queue.dlq.name}: the worker failed to store them ${var.max_receive_count} times."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
