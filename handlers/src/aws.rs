@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::error::SdkError;
@@ -57,6 +58,9 @@ impl AwsTuning {
 /// Loads the shared SDK configuration from the environment.
 pub async fn sdk_config(tuning: AwsTuning) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        // Payloads here are at most 256 KiB: the per-request throughput
+        // monitor costs more than it could ever catch; timeouts bound calls.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(tuning.max_attempts)

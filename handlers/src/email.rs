@@ -43,8 +43,15 @@ pub enum EmailError {
     Syntax(String),
     #[error("`data` must be a JSON object")]
     NotAnObject,
-    #[error("`{0}` is given more than once")]
-    DuplicateField(String),
+    /// A key given twice; named only if it is one of the required fields
+    /// (other keys are the client's data, not to be echoed).
+    #[error("{} is given more than once in `data`", .0.map_or("a key".to_owned(), |k| format!("`{k}`")))]
+    DuplicateField(Option<&'static str>),
+    #[error(
+        "`data` nests arrays and objects deeper than {} levels",
+        json::MAX_DEPTH
+    )]
+    TooDeep,
     #[error("`{0}` is missing")]
     MissingField(&'static str),
     #[error("`{field}` must be {expected}")]
@@ -63,12 +70,14 @@ pub enum EmailError {
 impl EmailMessage {
     /// Validates the JSON text of a `data` object.
     pub fn parse(data: &str) -> Result<Self, EmailError> {
-        let members = json::object_members(data).map_err(|e| match e {
+        let members = json::object_members(data, json::MAX_DEPTH).map_err(|e| match e {
             ObjectError::Syntax(msg) => EmailError::Syntax(msg),
             ObjectError::NotAnObject => EmailError::NotAnObject,
+            ObjectError::TooDeep => EmailError::TooDeep,
         })?;
         if let Some(key) = json::duplicate_key(&members) {
-            return Err(EmailError::DuplicateField(key.to_owned()));
+            let known = REQUIRED_FIELDS.into_iter().find(|f| *f == key);
+            return Err(EmailError::DuplicateField(known));
         }
         for field in REQUIRED_FIELDS {
             let value = members
@@ -287,7 +296,7 @@ mod tests {
         let dup = VALID.replacen('{', r#"{"email_sender":"x@y.z","#, 1);
         assert_eq!(
             EmailMessage::parse(&dup),
-            Err(EmailError::DuplicateField("email_sender".into()))
+            Err(EmailError::DuplicateField(Some("email_sender")))
         );
     }
 

@@ -28,8 +28,11 @@ pub enum IngestError {
     Syntax(String),
     #[error("the request body must be a JSON object")]
     NotAnObject,
-    #[error("`{0}` is given more than once")]
-    DuplicateKey(String),
+    /// A key given twice; named only if it is `data` or `token`.
+    #[error("{} is given more than once", .0.map_or("a key".to_owned(), |k| format!("`{k}`")))]
+    DuplicateKey(Option<&'static str>),
+    #[error(transparent)]
+    TooDeep(EmailError),
     #[error("`data` is missing")]
     MissingData,
     #[error("`token` must be a string")]
@@ -40,8 +43,9 @@ pub enum IngestError {
     Token(#[from] TokenError),
     #[error("invalid `data`: {0}")]
     Email(#[from] EmailError),
-    #[error("the email takes {0} bytes; the limit is {MAX_BODY_BYTES}")]
-    TooLarge(usize),
+    /// Size and limit, in bytes.
+    #[error("{0} bytes is over the {1}-byte limit")]
+    TooLarge(usize, usize),
     #[error("the queue is unavailable")]
     Queue(#[source] QueueError),
 }
@@ -49,7 +53,7 @@ pub enum IngestError {
 impl From<SendError> for IngestError {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::TooLarge(n) => Self::TooLarge(n),
+            SendError::TooLarge(n) => Self::TooLarge(n, MAX_MESSAGE_BYTES),
             SendError::Queue(q) => Self::Queue(q),
         }
     }
@@ -63,12 +67,15 @@ struct Envelope<'a> {
 
 impl<'a> Envelope<'a> {
     fn parse(body: &'a str) -> Result<Self, IngestError> {
-        let members = json::object_members(body).map_err(|e| match e {
+        // One level more than an email may have: the envelope's own.
+        let members = json::object_members(body, json::MAX_DEPTH + 1).map_err(|e| match e {
             ObjectError::Syntax(msg) => IngestError::Syntax(msg),
             ObjectError::NotAnObject => IngestError::NotAnObject,
+            ObjectError::TooDeep => IngestError::TooDeep(EmailError::TooDeep),
         })?;
         if let Some(key) = json::duplicate_key(&members) {
-            return Err(IngestError::DuplicateKey(key.to_owned()));
+            let known = ["data", "token"].into_iter().find(|k| *k == key);
+            return Err(IngestError::DuplicateKey(known));
         }
         let mut data = None;
         let mut token = None;
@@ -110,7 +117,7 @@ impl Ingest {
     /// `Authorization: Bearer` header, if the request had one.
     pub async fn submit(&self, body: &[u8], bearer: Option<&str>) -> Result<EmailId, IngestError> {
         if body.len() > MAX_BODY_BYTES {
-            return Err(IngestError::TooLarge(body.len()));
+            return Err(IngestError::TooLarge(body.len(), MAX_BODY_BYTES));
         }
         let body = std::str::from_utf8(body).map_err(|e| {
             IngestError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
@@ -220,7 +227,7 @@ mod tests {
             (
                 format!(r#"{{"data":{DATA},"data":{DATA},"token":"tok"}}"#),
                 None,
-                |e| matches!(e, IngestError::DuplicateKey(k) if k == "data"),
+                |e| matches!(e, IngestError::DuplicateKey(Some("data"))),
             ),
             (format!(r#"{{"data":{DATA}}}"#), None, |e| {
                 matches!(e, IngestError::Token(TokenError::Missing))
@@ -232,7 +239,7 @@ mod tests {
                 matches!(e, IngestError::Email(EmailError::MissingField(_)))
             }),
             (body(&"x".repeat(MAX_BODY_BYTES), "tok"), None, |e| {
-                matches!(e, IngestError::TooLarge(_))
+                matches!(e, IngestError::TooLarge(..))
             }),
         ];
         for (body, bearer, expected) in cases {

@@ -105,6 +105,22 @@ impl MemoryQueue {
         self.len() == 0
     }
 
+    /// The highest receive count of any message still on the queue.
+    pub fn max_receive_count(&self) -> u32 {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().map(|e| e.receive_count).max().unwrap_or(0)
+    }
+
+    /// Messages a receive would return now.
+    pub fn visible_now(&self) -> usize {
+        let now = Instant::now();
+        let entries = self.entries.lock().unwrap();
+        entries
+            .iter()
+            .filter(|e| e.invisible_until.is_none_or(|t| t <= now))
+            .count()
+    }
+
     pub fn bodies(&self) -> Vec<String> {
         let entries = self.entries.lock().unwrap();
         entries.iter().map(|e| e.body.clone()).collect()
@@ -223,6 +239,7 @@ impl Queue for MemoryQueue {
 pub struct MemoryBucket {
     objects: Mutex<BTreeMap<String, NewObject>>,
     fail_every: AtomicUsize,
+    failing: AtomicBool,
     calls: AtomicUsize,
 }
 
@@ -230,6 +247,11 @@ impl MemoryBucket {
     /// Fails every n-th put (0: never).
     pub fn fail_every(&self, n: usize) {
         self.fail_every.store(n, Ordering::Relaxed);
+    }
+
+    /// While set, every put fails (an outage).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 
     pub fn objects(&self) -> BTreeMap<String, NewObject> {
@@ -246,7 +268,7 @@ impl Bucket for MemoryBucket {
     async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let every = self.fail_every.load(Ordering::Relaxed);
-        if every > 0 && call % every == 0 {
+        if self.failing.load(Ordering::Relaxed) || (every > 0 && call % every == 0) {
             return Err(BucketError("injected put failure".into()));
         }
         let mut objects = self.objects.lock().unwrap();

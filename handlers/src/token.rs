@@ -145,10 +145,16 @@ impl TokenChecker {
                 "concurrent read failed".into(),
             )));
         }
+        // Recorded before the call: a caller that gives up mid-read (a client
+        // gone, a timeout) must not let the next one read again at once.
+        let attempted_at = Instant::now();
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted_at = Some(attempted_at);
         let result = self.source.fetch().await;
         let now = Instant::now();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        state.attempted_at = Some(now);
         match result {
             Ok(value) => {
                 let cached = Cached {

@@ -20,8 +20,7 @@ async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
     let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
     let worker = start_worker(&env_of(&[&moto.env(), &stack.worker_env()]));
 
-    // Odd spacing, escapes, non-ASCII, a number timestamp, extra members,
-    // and characters SQS cannot carry.
+    // Odd spacing, escapes, non-ASCII, a number timestamp, extra members.
     let data = "{ \"email_subject\" : \"Caf\u{e9} \\u2615\",\n\t\"email_sender\":\"bob@example.com\", \"email_timestream\": 1732780800, \"email_content\": \"line1\\nline2 \u{1F600}\", \"thread\": {\"id\": [1, 2.5, null]} }";
     let started = Instant::now();
     let (status, body) = api.post(envelope(data, &stack.token)).await;
@@ -34,7 +33,7 @@ async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
     assert_eq!(String::from_utf8(stored).unwrap(), data);
     // The worker long-polls with a 10 s window; an email is picked up as it
     // arrives, not at the end of the window.
-    assert!(latency < Duration::from_secs(5), "took {latency:?}");
+    assert!(latency < Duration::from_secs(8), "took {latency:?}");
 
     let head = stack
         .clients
@@ -309,7 +308,7 @@ async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
     let stack = stack(
         &moto,
         StackOptions {
-            visibility_timeout_secs: 1,
+            visibility_timeout_secs: 2,
             max_receive_count: 2,
         },
     )
@@ -384,7 +383,8 @@ async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
 async fn unreachable_ssm_or_sqs_means_503_with_retry_after() {
     let moto = Moto::start().await;
     let stack = stack(&moto, StackOptions::default()).await;
-    let closed = format!("http://127.0.0.1:{}", free_port());
+    // Port 1: nothing listens there, connections are refused at once.
+    let closed = "http://127.0.0.1:1".to_owned();
     for service in ["SSM", "SQS"] {
         let api = Api::start(&env_of(&[
             &moto.env(),

@@ -3,6 +3,7 @@
 //! and worker loop as in production, over an SQLite queue and a directory as
 //! the bucket.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,8 +57,8 @@ pub struct DevArgs {
     #[arg(long, value_name = "N", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receives: u32,
 
-    /// Long-poll window of the worker, in seconds.
-    #[arg(long, env = "POLL_INTERVAL", value_name = "POLL_INTERVAL", default_value = "10", value_parser = seconds(1, 20))]
+    /// Long-poll window of the worker, in seconds (new emails wake it at once; this bounds how long Ctrl-C waits).
+    #[arg(long, env = "POLL_INTERVAL", value_name = "POLL_INTERVAL", default_value = "1", value_parser = seconds(1, 20))]
     pub poll_interval: Duration,
 
     /// Receive loops of the worker.
@@ -90,6 +91,8 @@ pub enum DevError {
     Bind(SocketAddr, std::io::Error),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Worker(#[from] worker::LoopPanicked),
 }
 
 /// A token with 244 random bits from the OS generator.
@@ -120,9 +123,12 @@ fn print_stored(stored: &Stored, body: &str) {
         handlers::bucket::PutOutcome::Created => "stored",
         handlers::bucket::PutOutcome::AlreadyExists => "already stored",
     };
-    println!(
+    // A closed stdout must not stop the worker: the line is informational.
+    let _ = writeln!(
+        std::io::stdout(),
         "{what} {} ({} bytes) from {from}: {subject:?}",
-        stored.key, stored.bytes
+        stored.key,
+        stored.bytes
     );
 }
 
@@ -148,6 +154,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         Arc::new(FixedSecret::new(token.clone())),
         forever,
         forever,
+        // SQLite commits one batch at a time: more in flight only waits.
+        2,
     );
     let router = api::router(
         ingest,
@@ -196,6 +204,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
 
     let served = server.run(shutdown.clone()).await;
     shutdown.cancel();
-    let _ = worker.await;
-    served.map_err(DevError::Serve)
+    let worked = worker.await.unwrap_or(Err(worker::LoopPanicked));
+    served.map_err(DevError::Serve)?;
+    Ok(worked?)
 }

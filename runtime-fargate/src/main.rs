@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,7 +18,10 @@ async fn main() -> ExitCode {
         }
         Command::Worker(args) => {
             telemetry::init(args.common.log_format, "info");
-            startup::run_worker(args, shutdown::on_signal()).await;
+            if let Err(e) = startup::run_worker(args, shutdown::on_signal()).await {
+                tracing::error!(error = %e, "the worker failed");
+                return ExitCode::FAILURE;
+            }
         }
         Command::Dev(args) => {
             telemetry::init(args.log_format, "warn");
@@ -33,7 +37,8 @@ async fn main() -> ExitCode {
             }
         }
         Command::Manifest => {
-            println!("{:#}", manifest::manifest());
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = writeln!(std::io::stdout(), "{:#}", manifest::manifest());
         }
     }
     ExitCode::SUCCESS

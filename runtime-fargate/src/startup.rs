@@ -23,9 +23,6 @@ use crate::api::{self, Limits};
 use crate::config::{ApiArgs, CommonArgs, IngestArgs, StoreArgs, WorkerArgs};
 use crate::worker::{self, WorkerConfig};
 
-/// Batch sends under way at once; more callers share the next batches.
-const SENDS_IN_FLIGHT: usize = 16;
-
 /// The SDK configuration for this process, region from the settings if given.
 pub async fn sdk_config(common: &CommonArgs, tuning: AwsTuning) -> SdkConfig {
     let config = handlers::aws::sdk_config(tuning).await;
@@ -44,11 +41,12 @@ pub fn ingest(
     secret: Arc<dyn SecretSource>,
     token_ttl: Duration,
     token_refresh_interval: Duration,
+    sends_in_flight: usize,
 ) -> Arc<Ingest> {
     let tokens = TokenChecker::new(secret, token_ttl, token_refresh_interval);
     Arc::new(Ingest::new(
         tokens,
-        BatchingSender::spawn(queue, SENDS_IN_FLIGHT),
+        BatchingSender::spawn(queue, sends_in_flight),
     ))
 }
 
@@ -68,6 +66,7 @@ pub fn aws_ingest(args: &IngestArgs, sdk: &SdkConfig) -> Arc<Ingest> {
         secret,
         args.token_cache_ttl,
         args.token_refresh_interval,
+        usize::from(args.sqs_send_concurrency),
     )
 }
 
@@ -124,7 +123,10 @@ pub async fn run_api(args: ApiArgs, shutdown: CancellationToken) -> std::io::Res
 }
 
 /// `queue2bucket worker`.
-pub async fn run_worker(args: WorkerArgs, shutdown: CancellationToken) {
+pub async fn run_worker(
+    args: WorkerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), worker::LoopPanicked> {
     let sdk = sdk_config(&args.common, AwsTuning::WORKER).await;
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
@@ -143,5 +145,5 @@ pub async fn run_worker(args: WorkerArgs, shutdown: CancellationToken) {
         concurrency: usize::from(args.worker_concurrency),
         retry_base: WorkerConfig::DEFAULT_RETRY_BASE,
     };
-    worker::run(queue, storer, config, None, shutdown).await;
+    worker::run(queue, storer, config, None, shutdown).await
 }

@@ -10,10 +10,15 @@
 //!   back later and is recognised as already stored.
 //! - A message that can never be stored is left alone: the queue's redrive
 //!   policy moves it to the dead-letter queue after its maximum receives.
-//! - When the bucket fails, the message is made visible again after a delay
-//!   growing with its receive count, and the loop itself backs off with
-//!   jitter, so an outage costs neither a busy core nor a flood of calls.
-//! - On shutdown, loops stop receiving, finish their batch and return.
+//! - When the bucket fails, the loop keeps the messages it holds and retries
+//!   them itself, with exponential back-off and jitter, keeping them hidden on
+//!   the queue meanwhile; the other loops stop receiving until it succeeds. So
+//!   an outage neither spins a core nor burns receives, which would send
+//!   accepted emails to the dead-letter queue. After [`MAX_HOLD`] a message is
+//!   handed back to the queue (one receive used).
+//! - On shutdown, loops finish the receive under way (whatever the queue
+//!   handed out is processed, not left hidden), store and delete it, hand back
+//!   what they could not store, and return.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,161 +27,268 @@ use futures_util::future::join_all;
 use handlers::bucket::PutOutcome;
 use handlers::queue::{MAX_BATCH, Queue, ReceivedMessage};
 use handlers::store::{StoreError, Stored, Storer};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Longest a loop holds a message it cannot store before handing it back.
+pub const MAX_HOLD: Duration = Duration::from_secs(300);
+
+/// How long a held message is hidden for at a time; renewed at half-time.
+const HOLD_VISIBILITY: Duration = Duration::from_secs(60);
+
+/// Longest pause between two store attempts of a held message.
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
     pub poll_interval: Duration,
     pub concurrency: usize,
-    /// First delay before a message whose store failed is tried again;
-    /// doubles with each receive.
+    /// First pause before storing a failed message again; doubles each time.
     pub retry_base: Duration,
 }
 
 impl WorkerConfig {
-    pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+    pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
 }
 
 /// Called for each stored message (the local mode prints a line per email).
 pub type OnStored = Arc<dyn Fn(&Stored, &ReceivedMessage) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("a receive loop panicked")]
+pub struct LoopPanicked;
+
+/// Loops holding messages they could not store. While there is one, the
+/// others do not receive.
+struct Gate {
+    failing: watch::Sender<usize>,
+}
+
+impl Gate {
+    fn enter(&self) {
+        self.failing.send_modify(|n| *n += 1);
+    }
+
+    fn leave(&self) {
+        self.failing.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Waits until no loop is failing; false on shutdown.
+    async fn wait_clear(&self, shutdown: &CancellationToken) -> bool {
+        let mut failing = self.failing.subscribe();
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => false,
+            r = failing.wait_for(|n| *n == 0) => r.is_ok(),
+        }
+    }
+}
 
 struct Context {
     queue: Arc<dyn Queue>,
     storer: Arc<Storer>,
     config: WorkerConfig,
     on_stored: Option<OnStored>,
+    gate: Gate,
 }
 
-/// Runs until `shutdown` is cancelled and in-flight batches are done.
+/// Runs until `shutdown` is cancelled and in-flight batches are done. A loop
+/// that panics stops the others and makes this an error, so that the process
+/// exits and is restarted rather than running on with fewer loops.
 pub async fn run(
     queue: Arc<dyn Queue>,
     storer: Arc<Storer>,
     config: WorkerConfig,
     on_stored: Option<OnStored>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), LoopPanicked> {
     let context = Arc::new(Context {
         queue,
         storer,
         config,
         on_stored,
+        gate: Gate {
+            failing: watch::channel(0).0,
+        },
     });
     let mut loops = JoinSet::new();
     for _ in 0..config.concurrency.max(1) {
         loops.spawn(receive_loop(context.clone(), shutdown.clone()));
     }
-    while loops.join_next().await.is_some() {}
+    let mut result = Ok(());
+    while let Some(joined) = loops.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "a receive loop failed; stopping the worker");
+            shutdown.cancel();
+            result = Err(LoopPanicked);
+        }
+    }
     tracing::info!("worker stopped");
+    result
 }
 
 async fn receive_loop(context: Arc<Context>, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(20));
-    loop {
-        let received = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            r = context.queue.receive(MAX_BATCH, context.config.poll_interval) => r,
-        };
-        let failures = match received {
-            Ok(messages) if messages.is_empty() => 0,
-            Ok(messages) => process_batch(&context, messages, &mut backoff).await,
+    while context.gate.wait_clear(&shutdown).await {
+        // Not raced against shutdown: messages handed out by a cancelled
+        // receive would stay hidden for the visibility timeout and use up a
+        // receive. A long poll ends within the poll interval.
+        match context
+            .queue
+            .receive(MAX_BATCH, context.config.poll_interval)
+            .await
+        {
+            Ok(messages) if messages.is_empty() => backoff.reset(),
+            Ok(messages) => {
+                backoff.reset();
+                process_batch(&context, messages, &shutdown).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
-                1
-            }
-        };
-        if failures == 0 {
-            backoff.reset();
-        } else {
-            let pause = backoff.next_delay();
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
             }
         }
     }
 }
 
-/// Stores a batch and deletes what was stored; answers how many messages met
-/// a bucket failure.
+enum Attempt {
+    Stored,
+    Poison,
+    Failed,
+}
+
+async fn store_one(context: &Context, message: &ReceivedMessage) -> Attempt {
+    let started = Instant::now();
+    let result = context.storer.store(message).await;
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    match result {
+        Ok(stored) => {
+            let outcome = match stored.outcome {
+                PutOutcome::Created => "stored",
+                PutOutcome::AlreadyExists => "already stored",
+            };
+            tracing::info!(
+                id = %stored.id,
+                key = stored.key,
+                bytes = stored.bytes,
+                receive_count = message.receive_count,
+                latency_ms,
+                outcome,
+                "message"
+            );
+            if let Some(on_stored) = &context.on_stored {
+                on_stored(&stored, message);
+            }
+            Attempt::Stored
+        }
+        Err(StoreError::Poison(e)) => {
+            tracing::warn!(
+                message_id = message.message_id,
+                receive_count = message.receive_count,
+                error = %e,
+                outcome = "unstorable; left for the dead-letter queue",
+                "message"
+            );
+            Attempt::Poison
+        }
+        Err(StoreError::Bucket(e)) => {
+            tracing::warn!(
+                message_id = message.message_id,
+                receive_count = message.receive_count,
+                error = %e,
+                latency_ms,
+                outcome = "store failed; retrying",
+                "message"
+            );
+            Attempt::Failed
+        }
+    }
+}
+
+/// Stores a batch, deletes what was stored, and holds on to what met a
+/// bucket failure, retrying it until it is stored, [`MAX_HOLD`] passes, or
+/// shutdown.
 async fn process_batch(
     context: &Context,
     messages: Vec<ReceivedMessage>,
-    backoff: &mut Backoff,
-) -> usize {
-    let results = join_all(messages.iter().map(|m| async move {
-        let started = Instant::now();
-        (context.storer.store(m).await, started.elapsed())
-    }))
-    .await;
-    let mut done = Vec::with_capacity(messages.len());
-    let mut failures = 0;
-    for (message, (result, elapsed)) in messages.iter().zip(results) {
-        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-        match result {
-            Ok(stored) => {
-                let outcome = match stored.outcome {
-                    PutOutcome::Created => "stored",
-                    PutOutcome::AlreadyExists => "already stored",
-                };
-                tracing::info!(
-                    id = %stored.id,
-                    key = stored.key,
-                    bytes = stored.bytes,
-                    receive_count = message.receive_count,
-                    latency_ms,
-                    outcome,
-                    "message"
-                );
-                if let Some(on_stored) = &context.on_stored {
-                    on_stored(&stored, message);
-                }
-                done.push(message.receipt.as_str());
-            }
-            Err(StoreError::Poison(e)) => {
-                tracing::warn!(
-                    message_id = message.message_id,
-                    receive_count = message.receive_count,
-                    error = %e,
-                    outcome = "unstorable; left for the dead-letter queue",
-                    "message"
-                );
-            }
-            Err(StoreError::Bucket(e)) => {
-                failures += 1;
-                let delay = retry_delay(context.config.retry_base, message.receive_count);
-                tracing::warn!(
-                    message_id = message.message_id,
-                    receive_count = message.receive_count,
-                    error = %e,
-                    latency_ms,
-                    retry_in_s = delay.as_secs(),
-                    outcome = "store failed; will retry",
-                    "message"
-                );
-                // If this fails too, the visibility timeout brings it back.
-                if let Err(e) = context.queue.retry_later(&message.receipt, delay).await {
-                    tracing::warn!(error = %e, "could not delay the retry");
-                }
+    shutdown: &CancellationToken,
+) {
+    let received_at = Instant::now();
+    let mut pending: Vec<&ReceivedMessage> = messages.iter().collect();
+    let mut backoff = Backoff::new(context.config.retry_base, RETRY_CAP);
+    let mut hidden_until: Option<Instant> = None;
+    let mut gate_entered = false;
+    loop {
+        let attempts = join_all(pending.iter().map(|m| store_one(context, m))).await;
+        let mut stored = Vec::new();
+        let mut failed = Vec::new();
+        for (message, attempt) in pending.into_iter().zip(attempts) {
+            match attempt {
+                Attempt::Stored => stored.push(message.receipt.as_str()),
+                Attempt::Poison => {}
+                Attempt::Failed => failed.push(message),
             }
         }
+        delete_all(context, &stored).await;
+        if failed.is_empty() {
+            break;
+        }
+        if !gate_entered {
+            context.gate.enter();
+            gate_entered = true;
+        }
+        let now = Instant::now();
+        if shutdown.is_cancelled() || now.duration_since(received_at) >= MAX_HOLD {
+            hand_back(context, &failed).await;
+            break;
+        }
+        // Keep them hidden while retrying, whatever the queue's own
+        // visibility timeout is.
+        if hidden_until.is_none_or(|t| t.saturating_duration_since(now) < HOLD_VISIBILITY / 2) {
+            for m in &failed {
+                if let Err(e) = context.queue.retry_later(&m.receipt, HOLD_VISIBILITY).await {
+                    tracing::warn!(error = %e, "could not extend the visibility of a held message");
+                }
+            }
+            hidden_until = Some(now + HOLD_VISIBILITY);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+        pending = failed;
     }
-    delete_all(context, &done, backoff).await;
-    failures
+    if gate_entered {
+        context.gate.leave();
+    }
 }
 
-/// Deletes by receipt, retrying failed entries a few times.
-async fn delete_all(context: &Context, receipts: &[&str], backoff: &mut Backoff) {
+/// Makes held messages visible again at once, for another worker or later.
+async fn hand_back(context: &Context, messages: &[&ReceivedMessage]) {
+    for m in messages {
+        if let Err(e) = context.queue.retry_later(&m.receipt, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not hand a message back; it returns after its visibility timeout");
+        }
+    }
+}
+
+/// Deletes by receipt, retrying failed entries twice.
+async fn delete_all(context: &Context, receipts: &[&str]) {
     let mut pending: Vec<&str> = receipts.to_vec();
-    for attempt in 0..3 {
+    for pause in [
+        Duration::ZERO,
+        Duration::from_millis(100),
+        Duration::from_millis(500),
+    ] {
         if pending.is_empty() {
             return;
         }
-        if attempt > 0 {
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
+        tokio::time::sleep(pause).await;
         let results = context.queue.delete_batch(&pending).await;
         pending = pending
             .into_iter()
@@ -191,14 +303,6 @@ async fn delete_all(context: &Context, receipts: &[&str], backoff: &mut Backoff)
             "delete failed; the messages will be redelivered and recognised as stored"
         );
     }
-}
-
-/// Visibility delay before a message whose store failed is tried again:
-/// `base` doubled per earlier receive, capped at 5 minutes, with jitter.
-fn retry_delay(base: Duration, receive_count: u32) -> Duration {
-    let full =
-        (base * (1u32 << receive_count.saturating_sub(1).min(16))).min(Duration::from_secs(300));
-    full / 2 + (full / 2).mul_f64(fastrand::f64())
 }
 
 /// Exponential back-off with "equal jitter": half the delay fixed, half
@@ -244,7 +348,7 @@ mod tests {
         queue: Arc<MemoryQueue>,
         bucket: Arc<MemoryBucket>,
         shutdown: CancellationToken,
-        worker: tokio::task::JoinHandle<()>,
+        worker: tokio::task::JoinHandle<Result<(), LoopPanicked>>,
     }
 
     fn start(queue: Arc<MemoryQueue>, bucket: Arc<MemoryBucket>, concurrency: usize) -> Fixture {
@@ -254,7 +358,7 @@ mod tests {
             queue.clone(),
             storer,
             WorkerConfig {
-                poll_interval: Duration::from_secs(10),
+                poll_interval: Duration::from_secs(1),
                 concurrency,
                 retry_base: Duration::from_millis(10),
             },
@@ -298,7 +402,7 @@ mod tests {
         until("the backlog to drain", || f.queue.is_empty()).await;
         assert_eq!(f.bucket.objects().len(), 95);
         f.shutdown.cancel();
-        f.worker.await.unwrap();
+        f.worker.await.unwrap().unwrap();
     }
 
     #[tokio::test]
@@ -316,7 +420,7 @@ mod tests {
         .expect("drained without waiting");
         assert!(f.queue.receive_calls() >= 10);
         f.shutdown.cancel();
-        f.worker.await.unwrap();
+        f.worker.await.unwrap().unwrap();
     }
 
     #[tokio::test]
@@ -329,7 +433,7 @@ mod tests {
         until("the good messages", || f.bucket.objects().len() == 5).await;
         until("only poison left", || f.queue.len() == 2).await;
         f.shutdown.cancel();
-        f.worker.await.unwrap();
+        f.worker.await.unwrap().unwrap();
         assert_eq!(f.queue.len(), 2, "poison is never deleted");
     }
 
@@ -343,7 +447,54 @@ mod tests {
         until("all stored", || f.queue.is_empty()).await;
         assert_eq!(f.bucket.objects().len(), 30);
         f.shutdown.cancel();
-        f.worker.await.unwrap();
+        f.worker.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bucket_outage_holds_messages_without_burning_receives() {
+        let queue = Arc::new(MemoryQueue::with_visibility(Duration::from_millis(100)));
+        enqueue(&queue, 25).await;
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.set_failing(true);
+        let f = start(queue, bucket, 4);
+        // Well past several visibility timeouts: held messages stay hidden,
+        // and the other loops stop receiving.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let receives_during = f.queue.receive_calls();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            f.queue.receive_calls(),
+            receives_during,
+            "no receives during the outage"
+        );
+        assert_eq!(
+            f.queue.max_receive_count(),
+            1,
+            "no message was received twice"
+        );
+        f.bucket.set_failing(false);
+        until("all stored", || f.queue.is_empty()).await;
+        assert_eq!(f.bucket.objects().len(), 25);
+        f.shutdown.cancel();
+        f.worker.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_an_outage_hands_messages_back() {
+        let queue = Arc::new(MemoryQueue::with_visibility(Duration::from_secs(30)));
+        enqueue(&queue, 5).await;
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.set_failing(true);
+        let f = start(queue, bucket, 1);
+        until("a failed attempt", || f.bucket.put_calls() >= 5).await;
+        f.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(2), f.worker)
+            .await
+            .expect("stopped promptly")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.queue.len(), 5, "nothing deleted");
+        assert_eq!(f.queue.visible_now(), 5, "all handed back at once");
     }
 
     #[tokio::test]
@@ -360,11 +511,11 @@ mod tests {
         until("deleted after redelivery", || f.queue.is_empty()).await;
         assert_eq!(f.bucket.objects().len(), 10, "no duplicates");
         f.shutdown.cancel();
-        f.worker.await.unwrap();
+        f.worker.await.unwrap().unwrap();
     }
 
     #[tokio::test]
-    async fn shutdown_interrupts_an_idle_long_poll() {
+    async fn shutdown_lets_the_receive_under_way_end_then_stops() {
         let f = start(
             Arc::new(MemoryQueue::default()),
             Arc::new(MemoryBucket::default()),
@@ -372,9 +523,11 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         f.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(1), f.worker)
+        // At most one poll window (1 s here) after the signal.
+        tokio::time::timeout(Duration::from_secs(3), f.worker)
             .await
             .expect("stopped promptly")
+            .unwrap()
             .unwrap();
     }
 
@@ -387,14 +540,5 @@ mod tests {
         assert!(delays[9] >= Duration::from_secs(1));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
-        let base = Duration::from_secs(1);
-        let first = retry_delay(base, 1);
-        assert!(
-            first >= Duration::from_millis(500) && first <= base,
-            "{first:?}"
-        );
-        let third = retry_delay(base, 3);
-        assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
-        assert!(retry_delay(base, 100) <= Duration::from_secs(300));
     }
 }

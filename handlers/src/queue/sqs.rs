@@ -221,7 +221,8 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt)
-            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            // Whole seconds, rounded up: 0.5 s must not become "visible now".
+            .visibility_timeout(delay.as_secs_f64().ceil().min(43_200.0) as i32)
             .send()
             .await
             .map(|_| ())

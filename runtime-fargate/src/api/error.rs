@@ -41,6 +41,7 @@ impl ApiError {
                 I::Syntax(_)
                 | I::NotAnObject
                 | I::DuplicateKey(_)
+                | I::TooDeep(_)
                 | I::MissingData
                 | I::TokenNotString
                 | I::ConflictingTokens
@@ -49,7 +50,7 @@ impl ApiError {
                 I::Token(TokenError::Unavailable(_)) | I::Queue(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
-                I::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                I::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             },
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,7 +116,7 @@ mod tests {
                 503,
             ),
             (IngestError::Queue(QueueError("x".into())).into(), 503),
-            (IngestError::TooLarge(1).into(), 413),
+            (IngestError::TooLarge(2, 1).into(), 413),
             (ApiError::UnsupportedMediaType, 415),
             (ApiError::BodyTooLarge, 413),
             (ApiError::Timeout, 408),

@@ -152,7 +152,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
     let value = value.to_str().map_err(|_| ApiError::BadAuthorization)?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
         _ => Err(ApiError::BadAuthorization),
     }
 }
@@ -228,10 +232,15 @@ mod tests {
             bearer_token(&headers(&[("authorization", "bearer abc")])).unwrap(),
             Some("abc")
         );
-        assert!(matches!(
-            bearer_token(&headers(&[("authorization", "Basic YTpi")])),
-            Err(ApiError::BadAuthorization)
-        ));
+        for bad in ["Basic YTpi", "Bearer", "Bearer ", "Bearer   "] {
+            assert!(
+                matches!(
+                    bearer_token(&headers(&[("authorization", bad)])),
+                    Err(ApiError::BadAuthorization)
+                ),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             bearer_token(&headers(&[
                 ("authorization", "Bearer a"),
