@@ -1,6 +1,8 @@
 //! Helpers for black-box tests: a real moto server on loopback, AWS SDK
-//! clients pointed at it, and the real `queue2bucket` binary run as child
-//! processes.
+//! clients pointed at it, and the real binaries (`queue2bucket`, the Lambda
+//! functions) run as child processes.
+
+pub mod lambda;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -458,14 +460,11 @@ impl Stack {
     }
 }
 
-/// The `queue2bucket` binary, built once per test run so that tests never
-/// exercise a stale one.
-pub fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("Q2B_BIN") {
-            return path.into();
-        }
+/// The directory of the binaries under test, built once per test run so
+/// that tests never exercise stale ones.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
@@ -474,23 +473,35 @@ pub fn binary() -> &'static Path {
                 "--quiet",
                 "-p",
                 "runtime-fargate",
-                "--bin",
-                "queue2bucket",
+                "-p",
+                "runtime-lambda",
+                "--bins",
             ])
             .status()
             .expect("cargo build runs");
-        assert!(status.success(), "building queue2bucket failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
+        assert!(status.success(), "building the binaries failed");
+        std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target.join("debug/queue2bucket")
+            .unwrap_or_else(|| workspace_root().join("target"))
+            .join("debug")
     })
+}
+
+/// A binary of the workspace: `queue2bucket`, `queue2bucket-api`,
+/// `queue2bucket-worker`.
+pub fn bin_path(name: &str) -> PathBuf {
+    bin_dir().join(name)
 }
 
 /// A `queue2bucket` command with the given environment and nothing inherited
 /// from the test's own AWS settings.
 pub fn command(args: &[&str], env: &[(String, String)]) -> Command {
-    let mut command = Command::new(binary());
+    command_at(&bin_path("queue2bucket"), args, env)
+}
+
+/// Like [`command`], for any binary.
+pub fn command_at(binary: &Path, args: &[&str], env: &[(String, String)]) -> Command {
+    let mut command = Command::new(binary);
     command.args(args).env_clear();
     for key in ["PATH", "HOME"] {
         if let Some(v) = std::env::var_os(key) {

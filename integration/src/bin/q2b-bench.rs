@@ -78,6 +78,15 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         concurrency: usize,
     },
+    /// Starts the Lambda function BINARY RUNS times under a local Runtime API
+    /// and measures process start → first request for an invocation (init
+    /// done, SDK clients built); prints JSON.
+    LambdaInit {
+        #[arg(long)]
+        binary: std::path::PathBuf,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Posts SAMPLES emails one at a time to API and waits for each object in
     /// BUCKET; prints latency percentiles as JSON.
     PostToObject {
@@ -117,6 +126,7 @@ async fn main() {
             count,
             concurrency,
         } => post_load(&api, &token, count, concurrency).await,
+        Cmd::LambdaInit { binary, runs } => lambda_init(&binary, runs).await,
         Cmd::PostToObject {
             endpoint,
             api,
@@ -366,6 +376,51 @@ async fn moto_drain(endpoint: &str, queue_url: &str, bucket: &str, count: usize)
     println!(
         "{}",
         json!({ "messages": done, "seconds": secs, "per_second": done as f64 / secs })
+    );
+}
+
+async fn lambda_init(binary: &std::path::Path, runs: usize) {
+    let mut millis = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let runtime = integration::lambda::FakeRuntime::start().await;
+        // Settings as in production; no AWS call is made at init.
+        let env = integration::env_of(&[
+            &runtime.env("init-time"),
+            &integration::aws_env("http://127.0.0.1:1"),
+            &[
+                (
+                    "SQS_QUEUE_URL".into(),
+                    "http://127.0.0.1:1/123456789012/q".into(),
+                ),
+                ("TOKEN_PARAM_NAME".into(), "/queue2bucket/token".into()),
+                ("S3_BUCKET_NAME".into(), "bucket".into()),
+            ],
+        ]);
+        let started = Instant::now();
+        let mut child = integration::command_at(binary, &[], &env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the function");
+        let ready = loop {
+            if let Some(at) = runtime.first_poll() {
+                break at;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no init within 10 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        millis.push(ready.duration_since(started).as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    millis.sort_by(f64::total_cmp);
+    let pct = |p: f64| millis[((millis.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "{}",
+        json!({ "runs": runs, "p50_ms": pct(0.5), "p90_ms": pct(0.9), "max_ms": pct(1.0) })
     );
 }
 

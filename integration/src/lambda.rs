@@ -1,0 +1,171 @@
+//! A Lambda Runtime API on loopback (the protocol a function's runtime loop
+//! speaks to Lambda: `GET …/invocation/next`, `POST …/{id}/response`), to run
+//! the real function binaries in tests and measure their init time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a function answered to one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Response(Vec<u8>),
+    Error(Vec<u8>),
+}
+
+struct Invocation {
+    event: Vec<u8>,
+    answer: oneshot::Sender<Outcome>,
+}
+
+struct Shared {
+    next: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    first_poll: OnceLock<Instant>,
+    init_error: Mutex<Option<String>>,
+}
+
+pub struct FakeRuntime {
+    pub addr: String,
+    invocations: mpsc::Sender<Invocation>,
+    shared: Arc<Shared>,
+}
+
+impl FakeRuntime {
+    pub async fn start() -> Self {
+        let (invocations, rx) = mpsc::channel(64);
+        let shared = Arc::new(Shared {
+            next: tokio::sync::Mutex::new(rx),
+            pending: Mutex::default(),
+            first_poll: OnceLock::new(),
+            init_error: Mutex::default(),
+        });
+        let router = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            addr,
+            invocations,
+            shared,
+        }
+    }
+
+    /// The environment Lambda gives a function, pointing at this runtime.
+    pub fn env(&self, function: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_LAMBDA_RUNTIME_API", self.addr.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", function),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Invokes the function with `event` and waits for its answer.
+    pub async fn invoke(&self, event: &serde_json::Value) -> Outcome {
+        let (answer, outcome) = oneshot::channel();
+        self.invocations
+            .send(Invocation {
+                event: serde_json::to_vec(event).unwrap(),
+                answer,
+            })
+            .await
+            .expect("runtime running");
+        outcome.await.expect("the function answered")
+    }
+
+    /// When the function first asked for an invocation: it was ready.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.shared.first_poll.get().copied()
+    }
+
+    pub fn init_error(&self) -> Option<String> {
+        self.shared.init_error.lock().unwrap().clone()
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let _ = shared.first_poll.set(Instant::now());
+    let Some(invocation) = shared.next.lock().await.recv().await else {
+        return (StatusCode::GONE, HeaderMap::new(), Vec::new());
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    shared
+        .pending
+        .lock()
+        .unwrap()
+        .insert(id.clone(), invocation.answer);
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 30_000;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    };
+    set("lambda-runtime-aws-request-id", id);
+    set("lambda-runtime-deadline-ms", deadline.to_string());
+    set(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-2:123456789012:function:test".into(),
+    );
+    set(
+        "lambda-runtime-trace-id",
+        "Root=1-674832c0-2f7c2f8d3a5e6b1c0d9e8f74;Parent=1;Sampled=0".into(),
+    );
+    set("content-type", "application/json".into());
+    (StatusCode::OK, headers, invocation.event)
+}
+
+fn settle(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
+    match shared.pending.lock().unwrap().remove(id) {
+        Some(answer) => {
+            let _ = answer.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn respond(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    settle(&shared, &id, Outcome::Response(body.to_vec()))
+}
+
+async fn fail(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    settle(&shared, &id, Outcome::Error(body.to_vec()))
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    *shared.init_error.lock().unwrap() = Some(String::from_utf8_lossy(&body).into_owned());
+    StatusCode::ACCEPTED
+}

@@ -1,0 +1,160 @@
+//! The SQS function: each record of an event through the same
+//! message-to-bucket step as the Fargate worker, concurrently, reporting
+//! partial batch failures so that only the failed records are retried (and a
+//! record that can never be stored reaches the dead-letter queue through the
+//! redrive policy).
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::future::join_all;
+use handlers::bucket::PutOutcome;
+use handlers::queue::{ID_ATTRIBUTE, ReceivedMessage};
+use handlers::store::{StoreError, Storer};
+
+/// An SQS record as the port's message type. None if it has no message id,
+/// which SQS always sets; such a record cannot be reported on its own.
+fn received(record: SqsMessage) -> Option<ReceivedMessage> {
+    let number = |attributes: &HashMap<String, String>, name: &str| {
+        attributes.get(name).and_then(|v| v.parse::<u64>().ok())
+    };
+    Some(ReceivedMessage {
+        sent_at_ms: number(&record.attributes, "SentTimestamp"),
+        receive_count: number(&record.attributes, "ApproximateReceiveCount").unwrap_or(1) as u32,
+        email_id: record
+            .message_attributes
+            .get(ID_ATTRIBUTE)
+            .and_then(|a| a.string_value.clone()),
+        message_id: record.message_id?,
+        receipt: record.receipt_handle.unwrap_or_default(),
+        body: record.body.unwrap_or_default(),
+    })
+}
+
+/// Stores every record; answers the ids of those that were not stored.
+pub async fn handle(storer: &Storer, event: SqsEvent) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    let mut messages = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        match received(record) {
+            Some(m) => messages.push(m),
+            // An empty identifier makes Lambda retry the whole batch, which
+            // is the only safe answer for a record it cannot name.
+            None => failures.push(String::new()),
+        }
+    }
+    let results = join_all(messages.iter().map(|m| storer.store(m))).await;
+    for (message, result) in messages.iter().zip(results) {
+        match result {
+            Ok(stored) => tracing::info!(
+                id = %stored.id,
+                key = stored.key,
+                bytes = stored.bytes,
+                receive_count = message.receive_count,
+                outcome = match stored.outcome {
+                    PutOutcome::Created => "stored",
+                    PutOutcome::AlreadyExists => "already stored",
+                },
+                "message"
+            ),
+            Err(e) => {
+                let outcome = match e {
+                    StoreError::Poison(_) => "unstorable; left for the dead-letter queue",
+                    StoreError::Bucket(_) => "store failed; will be retried",
+                };
+                tracing::warn!(
+                    message_id = message.message_id,
+                    receive_count = message.receive_count,
+                    error = %e,
+                    outcome,
+                    "message"
+                );
+                failures.push(message.message_id.clone());
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use handlers::testing::MemoryBucket;
+
+    use super::*;
+
+    const DATA: &str =
+        r#"{"email_subject":"s","email_sender":"a@b.c","email_timestream":1,"email_content":"c"}"#;
+
+    fn event(bodies: &[&str]) -> SqsEvent {
+        let records: Vec<serde_json::Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                serde_json::json!({
+                    "messageId": format!("0000000{i}-0000-4000-8000-000000000000"),
+                    "receiptHandle": format!("rh-{i}"),
+                    "body": body,
+                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1732780800000"},
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:emails",
+                    "awsRegion": "us-east-2"
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+        let mut ids: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn exactly_the_records_that_failed_are_reported() {
+        let bucket = Arc::new(MemoryBucket::default());
+        let storer = Storer::new(bucket.clone(), "emails/");
+        let response = handle(&storer, event(&[DATA, "not json", DATA, "[]"])).await;
+        assert_eq!(
+            failed_ids(&response),
+            vec![
+                "00000001-0000-4000-8000-000000000000",
+                "00000003-0000-4000-8000-000000000000"
+            ]
+        );
+        assert_eq!(bucket.objects().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn bucket_failures_are_reported_and_retries_do_not_duplicate() {
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.fail_every(2);
+        let storer = Storer::new(bucket.clone(), "emails/");
+        let first = handle(&storer, event(&[DATA, DATA, DATA, DATA])).await;
+        assert_eq!(first.batch_item_failures.len(), 2);
+        assert_eq!(bucket.objects().len(), 2);
+        bucket.fail_every(0);
+        // Lambda retries the whole event's failed records, and may redeliver
+        // the others too: either way, one object per message.
+        let again = handle(&storer, event(&[DATA, DATA, DATA, DATA])).await;
+        assert!(again.batch_item_failures.is_empty());
+        assert_eq!(bucket.objects().len(), 4);
+    }
+}
