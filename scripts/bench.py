@@ -269,6 +269,8 @@ def bench_moto(results, count=500):
     # adds no calls to moto (whose every SQS call walks the whole queue).
     env = aws_env(endpoint) | {"SQS_QUEUE_URL": api_q, "S3_BUCKET_NAME": "bench",
                                "POLL_INTERVAL": "1", "RUST_LOG": "info"}
+    if "WORKER_CONCURRENCY" in os.environ:
+        env["WORKER_CONCURRENCY"] = os.environ["WORKER_CONCURRENCY"]
     log = tempfile.NamedTemporaryFile("w+", suffix=".log")
     t0 = time.time()
     worker = start([Q2B, "worker"], env, stdout=log)
@@ -300,6 +302,57 @@ def bench_moto(results, count=500):
     results["moto"] = m
 
 
+def bench_local(results, script):
+    """The local mode: one `queue2bucket dev` process, SQLite queue, files."""
+    data = Path(tempfile.mkdtemp(prefix="q2b-bench-local-"))
+    port = free_port()
+    args = [Q2B, "dev", "--port", port, "--data-dir", data, "--token", TOKEN]
+    url = f"http://127.0.0.1:{port}"
+    dev = start(args, {"LOG_FORMAT": "text"})
+    wait_http(f"{url}/")
+    loc = {}
+    loc["api_c50"] = wrk(f"{url}/email", 50, script)
+    accepted = loc["api_c50"]["requests"] - loc["api_c50"]["non2xx"]
+    loc["peak_rss_mb"] = peak_rss_mb(dev)
+    # Every accepted request must survive a SIGKILL right after the load.
+    dev.kill()
+    dev.wait()
+    bucket = data / "bucket" / "emails"
+    on_disk_at_kill = len(list(bucket.glob("*.json"))) if bucket.exists() else 0
+    dev = start(args, {"LOG_FORMAT": "text"})
+    wait_http(f"{url}/")
+    t0 = time.time()
+    while len(list(bucket.glob("*.json"))) < accepted and time.time() - t0 < 300:
+        time.sleep(0.5)
+    files = len(list(bucket.glob("*.json")))
+    drain_s = time.time() - t0
+    loc["durability"] = {"accepted": accepted, "files": files,
+                         "on_disk_at_kill": on_disk_at_kill,
+                         "drained_after_restart_s": drain_s}
+
+    # POST -> file on disk, one email at a time, idle worker.
+    latencies = []
+    for _ in range(50):
+        time.sleep(0.05)
+        started = time.perf_counter()
+        req = urllib.request.Request(f"{url}/email", data=BODY.encode(),
+                                     headers={"content-type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(req, timeout=5).read())
+        path = bucket / f'{answer["id"]}.json'
+        while not path.exists():
+            if time.perf_counter() - started > 10:
+                raise SystemExit("a posted email never reached the disk")
+            time.sleep(0.0002)
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    loc["post_to_file"] = {"samples": len(latencies), "p50_ms": latencies[len(latencies) // 2],
+                           "p90_ms": latencies[int(len(latencies) * 0.9)],
+                           "max_ms": latencies[-1]}
+    stop(dev)
+    shutil.rmtree(data, ignore_errors=True)
+    results["local"] = loc
+
+
 def table(r):
     o, m = r["own_cost"], r["moto"]
     rows = [
@@ -325,6 +378,20 @@ def table(r):
          f'p90 {m["post_to_object"]["p90_ms"]:.0f} ms, max {m["post_to_object"]["max_ms"]:.0f} ms '
          f'over {m["post_to_object"]["samples"]} emails'),
     ]
+    loc = r.get("local")
+    if loc:
+        d = loc["durability"]
+        rows += [
+            ("Local mode (`dev`), 50 connections", f'{loc["api_c50"]["rps"]:,.0f} req/s',
+             f'p50 {loc["api_c50"]["p50_ms"]:.2f} ms, p99 {loc["api_c50"]["p99_ms"]:.2f} ms; '
+             f'peak RSS {loc["peak_rss_mb"]:.1f} MB'),
+            ("Local mode, SIGKILL after the load", f'{d["files"]:,} files for {d["accepted"]:,} accepted',
+             f'{d["on_disk_at_kill"]:,} were on disk at the kill; the rest stored '
+             f'{d["drained_after_restart_s"]:.0f} s after restart'),
+            ("Local mode, POST → file on disk", f'p50 {loc["post_to_file"]["p50_ms"]:.1f} ms',
+             f'p90 {loc["post_to_file"]["p90_ms"]:.1f} ms, max {loc["post_to_file"]["max_ms"]:.1f} ms '
+             f'over {loc["post_to_file"]["samples"]} emails'),
+        ]
     lines = ["| measurement | result | detail |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
@@ -342,8 +409,13 @@ def main():
         f.write(WRK_SCRIPT)
         script = f.name
     try:
-        bench_own_cost(results, script)
-        bench_moto(results)
+        parts = os.environ.get("BENCH_PARTS", "stub,local,moto").split(",")
+        if "stub" in parts:
+            bench_own_cost(results, script)
+        if "local" in parts:
+            bench_local(results, script)
+        if "moto" in parts:
+            bench_moto(results)
     finally:
         for p in children:
             if p.poll() is None:

@@ -82,7 +82,8 @@ impl FakeRuntime {
         .collect()
     }
 
-    /// Invokes the function with `event` and waits for its answer.
+    /// Invokes the function with `event` and waits (up to a minute) for its
+    /// answer.
     pub async fn invoke(&self, event: &serde_json::Value) -> Outcome {
         let (answer, outcome) = oneshot::channel();
         self.invocations
@@ -92,7 +93,13 @@ impl FakeRuntime {
             })
             .await
             .expect("runtime running");
-        outcome.await.expect("the function answered")
+        match tokio::time::timeout(std::time::Duration::from_secs(60), outcome).await {
+            Ok(answer) => answer.expect("the function answered"),
+            Err(_) => panic!(
+                "no answer within 60 s (init error: {:?})",
+                self.init_error()
+            ),
+        }
     }
 
     /// When the function first asked for an invocation: it was ready.

@@ -696,3 +696,85 @@ async fn messages_become_the_same_objects_on_every_target() {
     worker.assert_no_panic();
     let _ = sent;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_functions_run_against_the_local_mode() {
+    let dir = std::env::temp_dir().join(format!(
+        "q2b-lambda-local-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let local = vec![
+        (
+            "QUEUE2BUCKET_DATA_DIR".to_owned(),
+            dir.display().to_string(),
+        ),
+        ("QUEUE2BUCKET_TOKEN".to_owned(), "local-token".to_owned()),
+    ];
+    let api_runtime = FakeRuntime::start().await;
+    let api = Process::spawn(
+        "queue2bucket-api",
+        integration::command_at(
+            &bin_path("queue2bucket-api"),
+            &[],
+            &env_of(&[&local, &api_runtime.env("queue2bucket-api")]),
+        ),
+    );
+    // The Function URL sample carries a base64 body with the token "local-token".
+    let (status, body, _) = http_response(api_runtime.invoke(&sample("function-url.json")).await);
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // `queue2bucket dev` on the same directory drains what the function queued.
+    let dev = Process::spawn(
+        "queue2bucket dev",
+        integration::command(
+            &[
+                "dev",
+                "--port",
+                "0",
+                "--data-dir",
+                &dir.display().to_string(),
+                "--token",
+                "local-token",
+            ],
+            &[],
+        ),
+    );
+    let file = dir.join(format!("bucket/emails/{id}.json"));
+    eventually("the file", Duration::from_secs(20), || {
+        let found = std::fs::read(&file).ok();
+        async move { found }
+    })
+    .await;
+
+    let worker_runtime = FakeRuntime::start().await;
+    let worker = Process::spawn(
+        "queue2bucket-worker",
+        integration::command_at(
+            &bin_path("queue2bucket-worker"),
+            &[],
+            &env_of(&[&local, &worker_runtime.env("queue2bucket-worker")]),
+        ),
+    );
+    let Outcome::Response(answer) = worker_runtime.invoke(&sample("sqs.json")).await else {
+        panic!("the SQS function failed");
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(&answer).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    let first =
+        sample("sqs.json")["Records"][0]["messageAttributes"]["q2b-id"]["stringValue"].clone();
+    assert!(
+        dir.join(format!("bucket/emails/{}.json", first.as_str().unwrap()))
+            .exists()
+    );
+    for p in [&api, &dev, &worker] {
+        p.assert_no_panic();
+    }
+    drop((api, dev, worker));
+    let _ = std::fs::remove_dir_all(&dir);
+}

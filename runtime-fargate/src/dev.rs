@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +95,16 @@ pub enum DevError {
     Worker(#[from] worker::LoopPanicked),
 }
 
+/// The queue's database in a data directory.
+pub fn queue_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("queue.sqlite3")
+}
+
+/// The bucket's root in a data directory.
+pub fn bucket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("bucket")
+}
+
 /// A token with 244 random bits from the OS generator.
 fn random_token() -> String {
     format!(
@@ -135,8 +145,8 @@ fn print_stored(stored: &Stored, body: &str) {
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevError> {
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|e| DevError::DataDir(data_dir.clone(), e))?;
-    let queue_path = data_dir.join("queue.sqlite3");
-    let bucket_path = data_dir.join("bucket");
+    let queue_path = queue_path(data_dir);
+    let bucket_path = bucket_path(data_dir);
     let queue = Arc::new(SqliteQueue::open(
         &queue_path,
         SqliteQueueConfig {

@@ -5,11 +5,6 @@ use clap::Parser;
 use runtime_fargate::cli::{Cli, Command};
 use runtime_fargate::{dev, health, manifest, shutdown, startup, telemetry};
 
-// Many small, short-lived allocations across threads (requests, SDK calls):
-// mimalloc handles them with less contention than the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

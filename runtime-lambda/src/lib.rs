@@ -10,4 +10,5 @@
 //!   record of an SQS event ([`sqs`]).
 
 pub mod config;
+pub mod local;
 pub mod sqs;
