@@ -80,6 +80,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", value_name = "MAX_CONCURRENT_REQUESTS", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_requests: u32,
 
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "HEADER_TIMEOUT", value_name = "HEADER_TIMEOUT", default_value = "5", value_parser = seconds(1, 300))]
+    pub header_timeout: Duration,
+
     /// Seconds a request may take, body upload included, before it is answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value = "10", value_parser = seconds(1, 300))]
     pub request_timeout: Duration,

@@ -69,6 +69,9 @@ pub struct DevArgs {
     #[arg(long, env = "S3_KEY_PREFIX", value_name = "S3_KEY_PREFIX", default_value = DEFAULT_PREFIX)]
     pub key_prefix: String,
 
+    #[command(flatten)]
+    pub server: ServerTimeouts,
+
     /// Log format of the diagnostics (stored emails are always one readable line each).
     #[arg(
         long,
@@ -77,6 +80,18 @@ pub struct DevArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+/// The API's protections against slow clients, as in production.
+#[derive(Debug, Clone, Args)]
+pub struct ServerTimeouts {
+    /// Seconds a request may take, body upload included, before it is answered 408.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds(1, 300))]
+    pub request_timeout: Duration,
+
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds(1, 300))]
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,11 +186,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         ingest,
         Limits {
             max_concurrent_requests: 1024,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: args.server.request_timeout,
         },
     );
     let addr = SocketAddr::new(args.host, args.port);
-    let server = Server::bind(addr, router)
+    let server = Server::bind(addr, router, args.server.header_timeout)
         .await
         .map_err(|e| DevError::Bind(addr, e))?;
     let addr = server.local_addr().map_err(DevError::Serve)?;

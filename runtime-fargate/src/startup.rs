@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::Router;
+use axum::body::Body;
 use handlers::aws::{AwsTuning, s3_client};
 use handlers::bucket::s3::S3Bucket;
 use handlers::ingest::Ingest;
@@ -16,8 +17,13 @@ use handlers::secret::SecretSource;
 use handlers::secret::ssm::SsmParameter;
 use handlers::store::Storer;
 use handlers::token::TokenChecker;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::api::{self, Limits};
 use crate::config::{ApiArgs, CommonArgs, IngestArgs, StoreArgs, WorkerArgs};
@@ -76,16 +82,28 @@ pub fn aws_storer(args: &StoreArgs, sdk: &SdkConfig) -> Arc<Storer> {
     Arc::new(Storer::new(bucket, &args.s3_key_prefix))
 }
 
-/// An HTTP server bound and ready to run.
+/// An HTTP/1.1 server bound and ready to run. Unlike a plain `axum::serve`,
+/// it bounds how long a client may take to send its headers, so that slow
+/// or idle connections cannot pile up (request bodies are bounded by the
+/// router's request timeout).
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    header_timeout: Duration,
 }
 
 impl Server {
-    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        router: Router,
+        header_timeout: Duration,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            header_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -94,9 +112,37 @@ impl Server {
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(true);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors and the like: wait, don't spin.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(
+                self.router
+                    .clone()
+                    .map_request(|r: http::Request<Incoming>| r.map(Body::new)),
+            );
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(connection);
+        }
+        // Requests in flight finish (each within the request timeout);
+        // idle keep-alive connections are closed.
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 
@@ -117,7 +163,12 @@ pub async fn run_api(args: ApiArgs, shutdown: CancellationToken) -> std::io::Res
         request_timeout: args.server.request_timeout,
     };
     let addr = SocketAddr::from(([0, 0, 0, 0], args.server.port));
-    let server = Server::bind(addr, api::router(ingest, limits)).await?;
+    let server = Server::bind(
+        addr,
+        api::router(ingest, limits),
+        args.server.header_timeout,
+    )
+    .await?;
     tracing::info!(addr = %server.local_addr()?, "listening");
     server.run(shutdown).await
 }
