@@ -14,5 +14,5 @@ pub mod secret;
 pub mod store;
 pub mod token;
 
-#[cfg(any(test, feature = "test-util"))]
+/// In-memory fakes of the ports, for unit tests (here and in the runtimes).
 pub mod testing;

@@ -35,6 +35,9 @@ pub enum TokenError {
 
 type Digest32 = [u8; 32];
 
+/// Least time between two reads while no value has ever been read.
+const COLD_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy)]
 struct Cached {
     digest: Option<Digest32>,
@@ -130,9 +133,15 @@ impl TokenChecker {
     }
 
     fn may_read(&self, state: &State, now: Instant) -> bool {
+        // With nothing known every request fails anyway: retry sooner, still
+        // at most once a second.
+        let interval = match state.cached {
+            Some(_) => self.refresh_interval,
+            None => self.refresh_interval.min(COLD_RETRY),
+        };
         state
             .attempted_at
-            .is_none_or(|t| now.duration_since(t) >= self.refresh_interval)
+            .is_none_or(|t| now.duration_since(t) >= interval)
     }
 
     /// Reads the store once, unless another caller did so since `seen` (then

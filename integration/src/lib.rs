@@ -468,15 +468,9 @@ fn bin_dir() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "runtime-fargate",
-                "-p",
-                "runtime-lambda",
-                "--bins",
-            ])
+            // The same selection as the test command's build step, so that
+            // features, and thus artifacts, are shared with it.
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building the binaries failed");
@@ -534,10 +528,26 @@ impl Api {
             .and_then(|a| a.rsplit(':').next())
             .expect("addr field")
             .to_owned();
-        Self {
+        let api = Self {
             process,
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+        };
+        api.wait_ready().await;
+        api
+    }
+
+    /// Waits until `GET /ready` answers 200 (the token could be read), as a
+    /// load balancer would before sending traffic. Gives up quietly: tests
+    /// of an unreachable token store expect it never to be ready.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let ready = self.http.get(format!("{}/ready", self.url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -337,7 +337,10 @@ async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
     let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(api.submit(DATA, &stack.token).await.1.unwrap());
+        let (status, id) = api.submit(DATA, &stack.token).await;
+        ids.push(
+            id.unwrap_or_else(|| panic!("status {status}: {}", api.process.lines().join("\n"))),
+        );
     }
     let worker = start_worker(&env_of(&[
         &moto.env(),
