@@ -232,6 +232,25 @@ def count_keys(s3, bucket, prefix):
             return n
 
 
+def worker_drain(endpoint, queue_url, prefix, count, sqs, s3):
+    """Time for the worker to store `count` messages, read from its own log
+    lines, so that measuring adds no calls to moto (whose every SQS call
+    walks the whole queue)."""
+    env = aws_env(endpoint) | {"SQS_QUEUE_URL": queue_url, "S3_BUCKET_NAME": "bench",
+                               "S3_KEY_PREFIX": prefix, "POLL_INTERVAL": "1", "RUST_LOG": "info"}
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log")
+    t0 = time.time()
+    worker = start([Q2B, "worker"], env, stdout=log)
+    while stored_lines(log.name) < count:
+        time.sleep(0.2)
+        if time.time() - t0 > 300:
+            raise SystemExit("the worker did not drain the queue in 5 minutes")
+    elapsed = last_log_time(log.name) - t0
+    stop(worker)
+    return {"messages": count, "seconds": elapsed, "per_second": count / elapsed,
+            "stored": count_keys(s3, "bench", prefix), "left_on_queue": depth(sqs, queue_url)}
+
+
 def bench_moto(results, count=500):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -262,29 +281,20 @@ def bench_moto(results, count=500):
     m["api_send"]["lost"] = m["api_send"]["ok"] - m["api_send"]["queued"]
     stop(api)
 
-    # Drains: a trivial consumer on the direct queue, the worker on the API's.
-    m["trivial_drain"] = run_json(BENCH, "moto-drain", "--endpoint", endpoint, "--queue-url",
-                                  direct_q, "--bucket", "bench", "--count", count)
-    # Progress is read from the worker's own log lines, so that measuring
-    # adds no calls to moto (whose every SQS call walks the whole queue).
-    env = aws_env(endpoint) | {"SQS_QUEUE_URL": api_q, "S3_BUCKET_NAME": "bench",
-                               "POLL_INTERVAL": "1", "RUST_LOG": "info"}
-    if "WORKER_CONCURRENCY" in os.environ:
-        env["WORKER_CONCURRENCY"] = os.environ["WORKER_CONCURRENCY"]
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log")
-    t0 = time.time()
-    worker = start([Q2B, "worker"], env, stdout=log)
-    queued = m["api_send"]["queued"]
-    while stored_lines(log.name) < queued:
-        time.sleep(0.2)
-        if time.time() - t0 > 300:
-            raise SystemExit("the worker did not drain the queue in 5 minutes")
-    elapsed = last_log_time(log.name) - t0
-    stop(worker)
-    stored = count_keys(s3, "bench", "emails/")
-    m["worker_drain"] = {"messages": queued, "seconds": elapsed,
-                         "per_second": queued / elapsed, "stored": stored,
-                         "left_on_queue": depth(sqs, api_q)}
+    # Drains, in alternating rounds (moto's speed drifts): a trivial
+    # consumer and the worker, each on its own queue of `count` messages;
+    # the best round of each is compared.
+    trivial, worker_rounds = [], []
+    for r in range(2):
+        tq, wq = queue(f"trivial{r}"), queue(f"worker{r}")
+        for q in (tq, wq):
+            run_json(BENCH, "moto-send", "--endpoint", endpoint, "--queue-url", q,
+                     "--count", count, "--concurrency", 10)
+        trivial.append(run_json(BENCH, "moto-drain", "--endpoint", endpoint, "--queue-url",
+                                tq, "--bucket", "bench", "--count", count))
+        worker_rounds.append(worker_drain(endpoint, wq, f"round{r}/", count, sqs, s3))
+    m["trivial_drain"] = max(trivial, key=lambda d: d["per_second"])
+    m["worker_drain"] = max(worker_rounds, key=lambda d: d["per_second"])
     m["worker_drain"]["ratio"] = m["worker_drain"]["per_second"] / m["trivial_drain"]["per_second"]
 
     # POST -> object visible, idle worker with the default 10 s poll window.

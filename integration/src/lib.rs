@@ -2,6 +2,7 @@
 //! clients pointed at it, and the real binaries (`queue2bucket`, the Lambda
 //! functions) run as child processes.
 
+pub mod fault;
 pub mod lambda;
 
 use std::collections::HashMap;
