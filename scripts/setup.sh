@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test command needs into the project: a Python virtualenv at
-# ./.venv with the pinned tools of requirements-dev.txt. Idempotent and quick
-# when nothing changed, so scripts/test.sh calls it every time.
+# Installs what the test command needs: a Python virtualenv at ./.venv with
+# the pinned tools of requirements-dev.txt, and cargo-fuzz into ~/.cargo/bin.
+# Idempotent and quick when nothing changed, so scripts/test.sh calls it
+# every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-for tool in terraform; do
-  command -v "$tool" >/dev/null || echo "setup: warning: '$tool' is not on PATH; its checks will fail" >&2
-done
+# cargo-fuzz drives the parser's fuzz target (scripts/fuzz.sh).
+fuzz_version=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -qF "$fuzz_version"; then
+  echo "setup: installing cargo-fuzz $fuzz_version"
+  cargo install --quiet --locked cargo-fuzz --version "$fuzz_version"
+fi
+
+command -v terraform >/dev/null || echo "setup: warning: 'terraform' is not on PATH; its checks will fail" >&2
 command -v shellcheck >/dev/null || echo "setup: note: shellcheck is not installed; actionlint skips shell checks (apt-get install shellcheck)" >&2

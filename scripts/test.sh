@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that passes all the tests, locally and in CI:
 #   formatting, lints, unit tests, the black-box tests against moto on
-#   loopback, and the offline checks of terraform/, the workflows and the
+#   loopback (pipeline, contract, conformance, faults, hostile input), a
+#   schemathesis run, a bounded fuzzing run of the parser, and the offline checks of terraform/, the workflows and the
 #   Dockerfile. It installs what it needs into ./.venv first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
-step "setup (./.venv: moto, linters)"
+step "setup (./.venv: moto, linters, schemathesis; cargo-fuzz)"
 scripts/setup.sh
 
 step "cargo fmt --check"
@@ -23,6 +24,12 @@ cargo build --workspace --bins --locked
 
 step "cargo test (unit + integration against moto)"
 cargo test --workspace --locked
+
+step "schemathesis: the API against its OpenAPI document"
+Q2B_BIN=target/debug/queue2bucket scripts/schemathesis.sh
+
+step "fuzz: the request parser for ${FUZZ_SECONDS:-60} s"
+scripts/fuzz.sh
 
 step "terraform: fmt, validate, checkov, consistency with the binaries"
 Q2B_BIN=target/debug/queue2bucket scripts/check-terraform.sh

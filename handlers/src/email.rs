@@ -4,9 +4,9 @@
 //! - `data` is a JSON object with no key given twice;
 //! - `email_subject` and `email_content`: strings, may be empty;
 //! - `email_sender`: a string that is not blank;
-//! - `email_timestream`: Unix seconds, as a JSON number or a string of decimal
-//!   digits, optionally with a fractional part, between 0 and 253402300799
-//!   (the last second of year 9999);
+//! - `email_timestream`: Unix seconds between 0 and 253402300799 (the last
+//!   second of year 9999), as a JSON number, or as a string of decimal digits
+//!   optionally with a fractional part;
 //! - any other member is kept as it was sent.
 //!
 //! The accepted text is kept verbatim: the object stored in the bucket is the
@@ -52,6 +52,9 @@ pub enum EmailError {
         json::MAX_DEPTH
     )]
     TooDeep,
+    /// A number out of a double's range, or a lone surrogate escape.
+    #[error("`data` holds a value most JSON readers cannot decode: {0}")]
+    Undecodable(String),
     #[error("`{0}` is missing")]
     MissingField(&'static str),
     #[error("`{field}` must be {expected}")]
@@ -79,6 +82,7 @@ impl EmailMessage {
             let known = REQUIRED_FIELDS.into_iter().find(|f| *f == key);
             return Err(EmailError::DuplicateField(known));
         }
+        json::check_values(data).map_err(EmailError::Undecodable)?;
         for field in REQUIRED_FIELDS {
             let value = members
                 .iter()
@@ -129,12 +133,15 @@ fn string(value: &RawValue) -> Option<Cow<'_, str>> {
 
 fn check_timestamp(value: &RawValue) -> Result<(), EmailError> {
     let text = value.get();
-    let digits: Cow<'_, str> = if text.starts_with('"') {
-        string(value).ok_or(EmailError::BadTimestamp)?
+    let in_range = if text.starts_with('"') {
+        let digits = string(value).ok_or(EmailError::BadTimestamp)?;
+        unix_seconds(&digits).is_some_and(|s| s <= MAX_UNIX_SECONDS)
     } else {
-        Cow::Borrowed(text)
+        // Any JSON number in range, whatever its notation (1.7e9 too).
+        serde_json::from_str::<f64>(text)
+            .is_ok_and(|n| n.is_finite() && (0.0..=MAX_UNIX_SECONDS as f64).contains(&n))
     };
-    if unix_seconds(&digits).is_some_and(|s| s <= MAX_UNIX_SECONDS) {
+    if in_range {
         Ok(())
     } else {
         Err(EmailError::BadTimestamp)
@@ -257,6 +264,8 @@ mod tests {
             r#""1732780800.5""#,
             "1732780800.125",
             "253402300799",
+            "1.7327808e9",
+            "0.0",
         ] {
             assert!(
                 EmailMessage::parse(&with("email_timestream", good)).is_ok(),
@@ -268,7 +277,8 @@ mod tests {
             r#"" 1""#,
             r#""-1""#,
             "-1",
-            "1e9",
+            "1e12",
+            r#""1e9""#,
             r#""1.""#,
             r#""abc""#,
             "253402300800",
@@ -298,6 +308,17 @@ mod tests {
             EmailMessage::parse(&dup),
             Err(EmailError::DuplicateField(Some("email_sender")))
         );
+    }
+
+    #[test]
+    fn values_most_readers_refuse_are_refused() {
+        for odd in ["1e400", r#""\ud800""#] {
+            let data = VALID.replacen('{', &format!(r#"{{"extra":{odd},"#), 1);
+            assert!(
+                matches!(EmailMessage::parse(&data), Err(EmailError::Undecodable(_))),
+                "{odd}"
+            );
+        }
     }
 
     #[test]

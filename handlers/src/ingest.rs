@@ -59,14 +59,22 @@ impl From<SendError> for IngestError {
     }
 }
 
-/// The request body, read but not yet validated.
-struct Envelope<'a> {
+/// A request body read as `{"data": …, "token": …}`; `data` not yet
+/// validated.
+pub struct Submission<'a> {
     data: &'a RawValue,
     token: Option<Cow<'a, str>>,
 }
 
-impl<'a> Envelope<'a> {
-    fn parse(body: &'a str) -> Result<Self, IngestError> {
+impl<'a> Submission<'a> {
+    /// Checks size, UTF-8 and the envelope's shape.
+    pub fn parse(body: &'a [u8]) -> Result<Self, IngestError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(IngestError::TooLarge(body.len(), MAX_BODY_BYTES));
+        }
+        let body = std::str::from_utf8(body).map_err(|e| {
+            IngestError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+        })?;
         // One level more than an email may have: the envelope's own.
         let members = json::object_members(body, json::MAX_DEPTH + 1).map_err(|e| match e {
             ObjectError::Syntax(msg) => IngestError::Syntax(msg),
@@ -97,6 +105,27 @@ impl<'a> Envelope<'a> {
             token,
         })
     }
+
+    /// The token to check: from the `Authorization: Bearer` header
+    /// (`bearer`) or the body; if both are given they must be equal.
+    pub fn token<'b>(&'b self, bearer: Option<&'b str>) -> Result<&'b str, IngestError> {
+        match (bearer, self.token.as_deref()) {
+            (Some(h), Some(b)) if h != b => Err(IngestError::ConflictingTokens),
+            (Some(h), _) => Ok(h),
+            (None, Some(b)) => Ok(b),
+            (None, None) => Err(TokenError::Missing.into()),
+        }
+    }
+
+    /// The `data` object's JSON text, as sent.
+    pub fn data(&self) -> &'a str {
+        self.data.get()
+    }
+
+    /// Validates `data`.
+    pub fn email(&self) -> Result<EmailMessage, EmailError> {
+        EmailMessage::parse(self.data.get())
+    }
 }
 
 pub struct Ingest {
@@ -116,21 +145,9 @@ impl Ingest {
     /// Validates `body` and enqueues its email. `bearer` is the token from an
     /// `Authorization: Bearer` header, if the request had one.
     pub async fn submit(&self, body: &[u8], bearer: Option<&str>) -> Result<EmailId, IngestError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(IngestError::TooLarge(body.len(), MAX_BODY_BYTES));
-        }
-        let body = std::str::from_utf8(body).map_err(|e| {
-            IngestError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-        })?;
-        let envelope = Envelope::parse(body)?;
-        let token = match (bearer, envelope.token.as_deref()) {
-            (Some(h), Some(b)) if h != b => return Err(IngestError::ConflictingTokens),
-            (Some(h), _) => h,
-            (None, Some(b)) => b,
-            (None, None) => return Err(TokenError::Missing.into()),
-        };
-        self.tokens.verify(token).await?;
-        let email = EmailMessage::parse(envelope.data.get())?;
+        let submission = Submission::parse(body)?;
+        self.tokens.verify(submission.token(bearer)?).await?;
+        let email = submission.email()?;
         let id = EmailId::new();
         self.sender
             .send(OutgoingMessage {

@@ -59,6 +59,63 @@ pub(crate) fn object_members(text: &str, max_depth: usize) -> Result<Vec<Member<
     Ok(members)
 }
 
+/// Checks that every value decodes: numbers within a double's range, strings
+/// without lone surrogate escapes. The grammar allows both, but most JSON
+/// readers refuse them, and the stored objects must be readable by all.
+/// Callers bound the depth first ([`object_members`]), so the recursion here
+/// is shallow.
+pub(crate) fn check_values(text: &str) -> Result<(), String> {
+    serde_json::from_str::<Decodable>(text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Any JSON value, decoded and dropped.
+struct Decodable;
+
+impl<'de> serde::Deserialize<'de> for Decodable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DecodableVisitor)
+    }
+}
+
+struct DecodableVisitor;
+
+impl<'de> Visitor<'de> for DecodableVisitor {
+    type Value = Decodable;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_unit<E>(self) -> Result<Decodable, E> {
+        Ok(Decodable)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Decodable, A::Error> {
+        while seq.next_element::<Decodable>()?.is_some() {}
+        Ok(Decodable)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decodable, A::Error> {
+        while map.next_entry::<Decodable, Decodable>()?.is_some() {}
+        Ok(Decodable)
+    }
+}
+
 /// Whether brackets outside strings nest deeper than `max`; one pass, no
 /// recursion, so no input can exhaust the stack.
 fn depth_exceeds(text: &str, max: usize) -> bool {
@@ -193,6 +250,15 @@ mod tests {
         );
         let members = object_members(&body, MAX_DEPTH).unwrap();
         assert_eq!(duplicate_key(&members), None);
+    }
+
+    #[test]
+    fn values_must_decode() {
+        assert!(check_values(r#"{"a":[1,-2,3.5e10,"x\u00e9",null,true,{"b":{}}]}"#).is_ok());
+        assert!(check_values(r#"{"a":1e400}"#).is_err());
+        assert!(check_values(r#"{"a":-1e400}"#).is_err());
+        assert!(check_values(r#"{"a":"\ud800"}"#).is_err());
+        assert!(check_values(r#"{"\udc00":1}"#).is_err());
     }
 
     #[test]

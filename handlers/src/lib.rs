@@ -3,6 +3,7 @@
 //! ([`ingest`]), message-to-bucket ([`store`]), and the ports with their
 //! adapters ([`queue`], [`bucket`], [`secret`]).
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod bucket;
 pub mod email;

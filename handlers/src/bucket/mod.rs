@@ -1,6 +1,8 @@
 //! The bucket port: write-once storage of email objects, S3's way.
 
+#[cfg(feature = "local")]
 pub mod dir;
+#[cfg(feature = "aws")]
 pub mod s3;
 
 use async_trait::async_trait;

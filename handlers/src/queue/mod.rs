@@ -2,7 +2,9 @@
 //! SQS's semantics (at-least-once delivery, visibility timeout, receipts).
 
 mod batcher;
+#[cfg(feature = "local")]
 pub mod sqlite;
+#[cfg(feature = "aws")]
 pub mod sqs;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The secret port: where the expected API token is kept.
 
 pub mod fixed;
+#[cfg(feature = "aws")]
 pub mod ssm;
 
 use async_trait::async_trait;
