@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release binaries and runs the benchmarks (scripts/bench.py);
-# results go to bench/results.{json,md}. Needs wrk (apt-get install wrk).
+# results go to bench/results.{json,md} and bench/chart.svg. Needs wrk
+# (apt-get install wrk).
 #   scripts/bench.sh                 10 s per wrk run
 #   BENCH_DURATION=30s scripts/bench.sh
 set -euo pipefail

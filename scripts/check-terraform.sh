@@ -26,8 +26,9 @@ fail() {
 }
 
 command -v terraform >/dev/null || fail "terraform is not on PATH (Terraform >= 1.5 is needed)"
-[ -x "$venv/checkov" ] && [ -x "$venv/python" ] ||
+if [ ! -x "$venv/checkov" ] || [ ! -x "$venv/python" ]; then
   fail "$venv/checkov or $venv/python is missing; run scripts/setup.sh first"
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -11,7 +11,8 @@ scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 cargo lambda build --release --output-format zip -p runtime-lambda
-cargo build --release --locked -p integration --bin q2b-bench
+# The same build as scripts/bench.sh, so that the two share their artifacts.
+cargo build --release --locked -p runtime-fargate -p integration --bins
 
 for name in queue2bucket-api queue2bucket-worker; do
   zip=target/lambda/$name/bootstrap.zip

@@ -2,20 +2,24 @@
 //!
 //! - `stub`: an AWS endpoint on loopback that answers SQS, S3 and SSM calls at
 //!   once with valid responses, to measure Queue2Bucket's own cost; counts
-//!   what it served (`GET /stats`).
+//!   what it served (`GET /stats`); with `--backlog N` it hands out N
+//!   messages in all, like a queue holding a backlog of N.
 //! - `bare`: a bare axum handler returning a constant JSON body, the ceiling
 //!   for the API's requests/s on this machine.
 //! - `moto-send`: moto's own SendMessage rate, straight from the SDK.
 //! - `moto-drain`: a trivial receive → put → delete consumer against moto.
 //! - `post-to-object`: POST → object visible in S3 latency, one email at a time.
+//! - `local-fill`: puts a backlog of messages on the local mode's queue.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::{Parser, Subcommand};
@@ -37,6 +41,11 @@ enum Cmd {
         /// Value of every SSM parameter.
         #[arg(long, default_value = "bench-token")]
         token: String,
+        /// Hand out this many messages in all, then answer receives with
+        /// none (after the long-poll wait, capped at 1 s); default: full
+        /// batches forever.
+        #[arg(long)]
+        backlog: Option<u64>,
     },
     /// Bare axum handler: GET or POST anything → constant JSON.
     Bare {
@@ -101,12 +110,25 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         samples: usize,
     },
+    /// Sends COUNT emails straight to the local mode's queue in DATA_DIR
+    /// (as `queue2bucket dev --data-dir DATA_DIR` lays it out), so that a
+    /// worker starts with a backlog; prints JSON.
+    LocalFill {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
-        Cmd::Stub { port, token } => stub(port, token).await,
+        Cmd::Stub {
+            port,
+            token,
+            backlog,
+        } => stub(port, token, backlog).await,
         Cmd::Bare { port } => bare(port).await,
         Cmd::MotoSend {
             endpoint,
@@ -134,6 +156,7 @@ async fn main() {
             bucket,
             samples,
         } => post_to_object(&endpoint, &api, &token, &bucket, samples).await,
+        Cmd::LocalFill { data_dir, count } => local_fill(&data_dir, count).await,
     }
 }
 
@@ -167,13 +190,24 @@ struct Stub {
     counters: Counters,
     token: String,
     started: Instant,
+    backlog: Option<u64>,
+    /// Object keys written, to tell objects from overwrites.
+    keys: Mutex<HashSet<String>>,
+    /// Microseconds since `started` of the first receive that handed out
+    /// messages and of the last delete (0: none yet).
+    first_receive_us: AtomicU64,
+    last_delete_us: AtomicU64,
 }
 
-async fn stub(port: u16, token: String) {
+async fn stub(port: u16, token: String, backlog: Option<u64>) {
     let state = Arc::new(Stub {
         counters: Counters::default(),
         token,
         started: Instant::now(),
+        backlog,
+        keys: Mutex::default(),
+        first_receive_us: AtomicU64::new(0),
+        last_delete_us: AtomicU64::new(0),
     });
     let stats = state.clone();
     let router = Router::new()
@@ -189,20 +223,49 @@ async fn stub(port: u16, token: String) {
                         "deleted": c.deleted.load(Ordering::Relaxed),
                         "put": c.put.load(Ordering::Relaxed),
                         "parameters": c.parameters.load(Ordering::Relaxed),
+                        "objects": s.keys.lock().unwrap_or_else(|e| e.into_inner()).len(),
+                        "first_receive_s": s.first_receive_us.load(Ordering::Relaxed) as f64 / 1e6,
+                        "last_delete_s": s.last_delete_us.load(Ordering::Relaxed) as f64 / 1e6,
                         "uptime_s": s.started.elapsed().as_secs_f64(),
                     }))
                 }
             }),
         )
-        .fallback(move |method: Method, headers: HeaderMap, body: Bytes| {
-            let s = state.clone();
-            async move { s.answer(&method, &headers, &body) }
-        });
+        .fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let s = state.clone();
+                async move { s.answer(&method, &uri, &headers, &body).await }
+            },
+        );
     serve(port, router).await;
 }
 
 impl Stub {
-    fn answer(&self, method: &Method, headers: &HeaderMap, body: &[u8]) -> Response {
+    fn micros(&self) -> u64 {
+        (self.started.elapsed().as_micros() as u64).max(1)
+    }
+
+    /// How many of `wanted` messages a receive hands out.
+    fn take(&self, wanted: u64) -> u64 {
+        let Some(backlog) = self.backlog else {
+            return wanted;
+        };
+        let handed = &self.counters.received;
+        match handed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+            (h < backlog).then(|| h + wanted.min(backlog - h))
+        }) {
+            Ok(before) => wanted.min(backlog - before),
+            Err(_) => 0,
+        }
+    }
+
+    async fn answer(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
         let target = headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
@@ -240,8 +303,22 @@ impl Stub {
                 json_answer(json!({ "Successful": ok, "Failed": [] }))
             }
             "AmazonSQS.ReceiveMessage" => {
-                let n = request["MaxNumberOfMessages"].as_u64().unwrap_or(1).min(10);
-                c.received.fetch_add(n, Ordering::Relaxed);
+                let wanted = request["MaxNumberOfMessages"].as_u64().unwrap_or(1).min(10);
+                let n = self.take(wanted);
+                if self.backlog.is_none() {
+                    c.received.fetch_add(n, Ordering::Relaxed);
+                }
+                if n == 0 {
+                    let wait = request["WaitTimeSeconds"].as_f64().unwrap_or(0.0).min(1.0);
+                    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                } else {
+                    let _ = self.first_receive_us.compare_exchange(
+                        0,
+                        self.micros(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
                 let sent_at = handlers_now_ms().to_string();
                 let messages: Vec<Value> = (0..n)
                     .map(|_| {
@@ -261,6 +338,8 @@ impl Stub {
             "AmazonSQS.DeleteMessageBatch" => {
                 let entries = request["Entries"].as_array().cloned().unwrap_or_default();
                 c.deleted.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                self.last_delete_us
+                    .fetch_max(self.micros(), Ordering::Relaxed);
                 let ok: Vec<Value> = entries.iter().map(|e| json!({ "Id": e["Id"] })).collect();
                 json_answer(json!({ "Successful": ok, "Failed": [] }))
             }
@@ -282,6 +361,10 @@ impl Stub {
             }
             _ if method == Method::PUT => {
                 c.put.fetch_add(1, Ordering::Relaxed);
+                self.keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(uri.path().to_owned());
                 (StatusCode::OK, [(header::ETAG, "\"stub\"")]).into_response()
             }
             _ => (StatusCode::BAD_REQUEST, "unsupported by the stub").into_response(),
@@ -428,13 +511,16 @@ async fn post_load(api: &str, token: &str, count: usize, concurrency: usize) {
     let http = reqwest::Client::new();
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (http, next, ok) = (http.clone(), next.clone(), ok.clone());
+        let (http, next, ok, latencies) =
+            (http.clone(), next.clone(), ok.clone(), latencies.clone());
         let (url, body) = (format!("{api}/email"), envelope(DATA, token));
         tasks.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < count as u64 {
+                let sent = Instant::now();
                 let response = http
                     .post(&url)
                     .header("content-type", "application/json")
@@ -442,7 +528,13 @@ async fn post_load(api: &str, token: &str, count: usize, concurrency: usize) {
                     .send()
                     .await
                     .expect("post");
-                if response.status() == StatusCode::OK {
+                let status = response.status();
+                let _ = response.bytes().await;
+                latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
+                if status == StatusCode::OK {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -451,9 +543,15 @@ async fn post_load(api: &str, token: &str, count: usize, concurrency: usize) {
     while tasks.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
     let ok = ok.load(Ordering::Relaxed);
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    l.sort_by(f64::total_cmp);
+    let pct = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
     println!(
         "{}",
-        json!({ "requests": count, "ok": ok, "seconds": secs, "per_second": count as f64 / secs })
+        json!({
+            "requests": count, "ok": ok, "seconds": secs, "per_second": count as f64 / secs,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+        })
     );
 }
 
@@ -500,5 +598,42 @@ async fn post_to_object(endpoint: &str, api: &str, token: &str, bucket: &str, sa
     println!(
         "{}",
         json!({ "samples": samples, "p50_ms": pct(0.5), "p90_ms": pct(0.9), "max_ms": pct(1.0) })
+    );
+}
+
+async fn local_fill(data_dir: &std::path::Path, count: usize) {
+    use handlers::id::EmailId;
+    use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
+    use handlers::queue::{OutgoingMessage, Queue};
+
+    std::fs::create_dir_all(data_dir).expect("create the data directory");
+    // The layout of `queue2bucket dev --data-dir`.
+    let queue = SqliteQueue::open(
+        &data_dir.join("queue.sqlite3"),
+        SqliteQueueConfig {
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 5,
+        },
+    )
+    .expect("open the local queue");
+    let started = Instant::now();
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(SqliteQueue::MAX_BATCH);
+        let batch: Vec<OutgoingMessage> = (0..n)
+            .map(|_| OutgoingMessage {
+                id: EmailId::new(),
+                body: DATA.to_owned(),
+            })
+            .collect();
+        for result in queue.send_batch(&batch).await {
+            result.expect("send to the local queue");
+        }
+        left -= n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({ "messages": count, "seconds": secs, "depth": queue.depth().await.expect("depth") })
     );
 }
