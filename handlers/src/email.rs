@@ -135,7 +135,9 @@ fn check_timestamp(value: &RawValue) -> Result<(), EmailError> {
     let text = value.get();
     let in_range = if text.starts_with('"') {
         let digits = string(value).ok_or(EmailError::BadTimestamp)?;
-        unix_seconds(&digits).is_some_and(|s| s <= MAX_UNIX_SECONDS)
+        unix_seconds(&digits).is_some_and(|(whole, fraction_is_zero)| {
+            whole < MAX_UNIX_SECONDS || (whole == MAX_UNIX_SECONDS && fraction_is_zero)
+        })
     } else {
         // Any JSON number in range, whatever its notation (1.7e9 too).
         serde_json::from_str::<f64>(text)
@@ -150,7 +152,9 @@ fn check_timestamp(value: &RawValue) -> Result<(), EmailError> {
 
 /// `"1732780800"` or `"1732780800.25"` → whole seconds; anything else (signs,
 /// exponents, spaces, empty parts) → None.
-fn unix_seconds(text: &str) -> Option<u64> {
+/// The whole seconds of a string of digits with an optional fractional part,
+/// and whether that fraction is zero; `None` when it is not such a string.
+fn unix_seconds(text: &str) -> Option<(u64, bool)> {
     let (whole, fraction) = match text.split_once('.') {
         Some((w, f)) => (w, Some(f)),
         None => (text, None),
@@ -159,8 +163,9 @@ fn unix_seconds(text: &str) -> Option<u64> {
     if !all_digits(whole) || fraction.is_some_and(|f| !all_digits(f)) {
         return None;
     }
+    let fraction_is_zero = fraction.is_none_or(|f| f.bytes().all(|b| b == b'0'));
     // More digits than u64 holds is simply out of range.
-    whole.parse().ok()
+    whole.parse().ok().map(|w| (w, fraction_is_zero))
 }
 
 /// SQS accepts only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
@@ -264,6 +269,10 @@ mod tests {
             r#""1732780800.5""#,
             "1732780800.125",
             "253402300799",
+            r#""253402300799""#,
+            r#""253402300799.000""#,
+            r#""0000000000000000253402300799""#,
+            r#""253402300798.99""#,
             "1.7327808e9",
             "0.0",
         ] {
@@ -282,6 +291,10 @@ mod tests {
             r#""1.""#,
             r#""abc""#,
             "253402300800",
+            "253402300799.5",
+            r#""253402300799.5""#,
+            r#""253402300800""#,
+            r#""517587907090.53""#,
             "99999999999999999999999",
             "null",
             "[]",
