@@ -192,6 +192,15 @@ def bench_stub(results, script):
         runs["stub"][c] = wrk(f"{api_url}/email", c, script)
     accepted = sum(r["requests"] - r["non2xx"] for r in runs["stub"].values())
     sent = get_json(f"{stub_url}/stats")["sent"] - sent_before
+    # The AWS SDK alone: one SendMessage per message straight to the stub, no
+    # HTTP server in front. What one SQS round trip costs here.
+    runs["sdk"] = {}
+    for c in (1, 10):
+        out = subprocess.run([str(BENCH), "moto-send", "--endpoint", stub_url, "--queue-url",
+                              f"{stub_url}/123456789012/bench", "--count", "5000",
+                              "--concurrency", str(c)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        runs["sdk"][c] = {"rps": r["per_second"]}
     results["api"].update(runs)
     results["api_checks"]["stub"] = {
         "accepted": accepted, "sent_to_queue": sent,
@@ -429,13 +438,17 @@ def bench_local(results, script):
     shutil.rmtree(data, ignore_errors=True)
 
 
-API_ROWS = [("bare", "bare axum handler (ceiling)"), ("stub", "API, instant-answer AWS stub"),
+API_ROWS = [("bare", "bare axum handler (ceiling)"),
+            ("sdk", "AWS SDK alone: SendMessage to the stub, no server"),
+            ("stub", "API, instant-answer AWS stub"),
             ("local", "API, local mode (`dev`)"), ("moto", "API, moto")]
 WORKER_ROWS = [("stub", "worker, instant-answer AWS stub"), ("local", "worker, local mode (`dev`)"),
                ("moto", "worker, moto"), ("moto (trivial consumer)", "trivial consumer, moto")]
 
 
 def fmt_api(r):
+    if "p50_ms" not in r:
+        return f'{r["rps"]:,.0f} calls/s'
     return (f'{r["rps"]:,.0f} req/s<br>p50 {r["p50_ms"]:.2f} · p99 {r["p99_ms"]:.2f} · '
             f'p99.9 {r["p999_ms"]:.2f} ms')
 
@@ -555,7 +568,7 @@ def svg_chart(r):
     x0, x1 = left, 560
     axis(x0, x1, "API requests/s (log scale) by connections")
     levels = sorted({c for runs in api.values() for c in runs}, key=int)
-    keys = [k for k, _ in API_ROWS if k in api]
+    keys = [k for k, _ in API_ROWS if k in api and k in colors]
     group = (x1 - x0) / len(levels)
     bar = (group - 20) / len(keys)
     for i, c in enumerate(levels):

@@ -558,6 +558,17 @@ impl Api {
             .await
     }
 
+    /// POSTs a JSON body to /email; the whole response, headers included.
+    pub async fn post_response(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/email", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("API answers")
+    }
+
     pub async fn post_with(
         &self,
         body: impl Into<reqwest::Body>,

@@ -58,14 +58,7 @@ async fn the_api_answers_503_while_sqs_is_down_and_recovers_without_restart() {
     ] {
         proxy.set(Service::Sqs, faults.clone());
         let started = Instant::now();
-        let response = api
-            .http
-            .post(format!("{}/email", api.url))
-            .header("content-type", "application/json")
-            .body(envelope(DATA, &stack.token))
-            .send()
-            .await
-            .unwrap();
+        let response = api.post_response(envelope(DATA, &stack.token)).await;
         assert_eq!(response.status().as_u16(), 503, "{faults:?}");
         assert!(response.headers().contains_key("retry-after"), "{faults:?}");
         // The SDK's timeouts bound how long a client waits.

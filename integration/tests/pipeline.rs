@@ -395,14 +395,7 @@ async fn unreachable_ssm_or_sqs_means_503_with_retry_after() {
             &[(format!("AWS_ENDPOINT_URL_{service}"), closed.clone())],
         ]))
         .await;
-        let response = api
-            .http
-            .post(format!("{}/email", api.url))
-            .header("content-type", "application/json")
-            .body(envelope(DATA, &stack.token))
-            .send()
-            .await
-            .unwrap();
+        let response = api.post_response(envelope(DATA, &stack.token)).await;
         assert_eq!(response.status().as_u16(), 503, "{service}");
         assert!(response.headers().contains_key("retry-after"), "{service}");
         let body: serde_json::Value = response.json().await.unwrap();

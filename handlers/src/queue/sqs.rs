@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
 use super::{ID_ATTRIBUTE, OutgoingMessage, Queue, QueueError, ReceivedMessage};
@@ -88,34 +88,11 @@ impl Queue for SqsQueue {
             Ok(output) => output,
             Err(e) => return vec![Err(QueueError(describe(&e))); messages.len()],
         };
-        // An entry is sent only if SQS lists it as successful; anything it
-        // does not mention counts as failed.
-        let mut results = vec![Err(QueueError("not acknowledged".into())); messages.len()];
-        for ok in output.successful() {
-            if let Some(r) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Ok(());
-            }
-        }
-        for failed in output.failed() {
-            if let Some(r) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Err(QueueError(format!(
-                    "{}: {}",
-                    failed.code(),
-                    failed.message().unwrap_or_default()
-                )));
-            }
-        }
-        results
+        batch_results(
+            messages.len(),
+            output.successful().iter().map(|ok| ok.id()),
+            output.failed(),
+        )
     }
 
     async fn receive(
@@ -192,28 +169,11 @@ impl Queue for SqsQueue {
             Ok(output) => output,
             Err(e) => return vec![Err(QueueError(describe(&e))); receipts.len()],
         };
-        let mut results = vec![Err(QueueError("not acknowledged".into())); receipts.len()];
-        for ok in output.successful() {
-            if let Some(r) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Ok(());
-            }
-        }
-        for failed in output.failed() {
-            if let Some(r) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Err(QueueError(failed.code().to_owned()));
-            }
-        }
-        results
+        batch_results(
+            receipts.len(),
+            output.successful().iter().map(|ok| ok.id()),
+            output.failed(),
+        )
     }
 
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
@@ -238,5 +198,63 @@ impl Queue for SqsQueue {
             .await
             .map(|_| ())
             .map_err(|e| QueueError(describe(&e)))
+    }
+}
+
+/// One result per entry of a batch call, whose entry ids are their indexes.
+/// An entry is done only if SQS lists it as successful; one it does not
+/// mention at all counts as failed.
+fn batch_results<'a>(
+    len: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: &[BatchResultErrorEntry],
+) -> Vec<Result<(), QueueError>> {
+    let mut results = vec![Err(QueueError("not acknowledged".into())); len];
+    let index = |id: &str| id.parse::<usize>().ok().filter(|&i| i < len);
+    for i in successful.filter_map(index) {
+        results[i] = Ok(());
+    }
+    for entry in failed {
+        if let Some(i) = index(entry.id()) {
+            results[i] = Err(QueueError(format!(
+                "{}: {}",
+                entry.code(),
+                entry.message().unwrap_or_default()
+            )));
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(id: &str, code: &str) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .sender_fault(false)
+            .code(code)
+            .build()
+            .expect("id, sender fault and code are set")
+    }
+
+    #[test]
+    fn only_entries_listed_as_successful_are_done() {
+        let results = batch_results(
+            4,
+            ["0", "2", "7", "x"].into_iter(),
+            &[failed("1", "InternalError"), failed("9", "Throttled")],
+        );
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[0], Ok(()));
+        assert_eq!(results[2], Ok(()));
+        assert!(
+            matches!(&results[1], Err(QueueError(m)) if m.starts_with("InternalError")),
+            "{:?}",
+            results[1]
+        );
+        // Not mentioned by SQS at all: not sent.
+        assert_eq!(results[3], Err(QueueError("not acknowledged".into())));
     }
 }
