@@ -155,6 +155,12 @@ def wrk(url, connections, script):
     }
 
 
+def run_json(*args):
+    """Runs a helper that prints its result as a JSON line; that result."""
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def aws_env(endpoint):
     return {
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
@@ -196,10 +202,8 @@ def bench_stub(results, script):
     # HTTP server in front. What one SQS round trip costs here.
     runs["sdk"] = {}
     for c in (1, 10):
-        out = subprocess.run([str(BENCH), "moto-send", "--endpoint", stub_url, "--queue-url",
-                              f"{stub_url}/123456789012/bench", "--count", "5000",
-                              "--concurrency", str(c)], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = run_json(BENCH, "moto-send", "--endpoint", stub_url, "--queue-url",
+                     f"{stub_url}/123456789012/bench", "--count", 5000, "--concurrency", c)
         runs["sdk"][c] = {"rps": r["per_second"]}
     results["api"].update(runs)
     results["api_checks"]["stub"] = {
@@ -298,10 +302,6 @@ def bench_moto(results, count=500):
 
     def queue(name):
         return sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-
-    def run_json(*args):
-        out = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
 
     # Sends: moto's own rate, then the API's, each into an empty queue.
     direct_q = queue("direct")
@@ -419,8 +419,7 @@ def bench_local(results, script):
     # The worker of the local mode against a backlog put on its queue first.
     data = Path(tempfile.mkdtemp(prefix="q2b-bench-local-"))
     bucket = data / "bucket" / "emails"
-    subprocess.run([str(BENCH), "local-fill", "--data-dir", str(data), "--count", str(BACKLOG)],
-                   check=True, capture_output=True)
+    run_json(BENCH, "local-fill", "--data-dir", data, "--count", BACKLOG)
     started = time.time()
     dev = start([Q2B, "dev", "--port", free_port(), "--data-dir", data, "--token", TOKEN],
                 {"LOG_FORMAT": "text"})

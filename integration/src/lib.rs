@@ -401,6 +401,30 @@ impl Stack {
         .sum()
     }
 
+    /// Waits (up to `timeout`) until every posted email is stored and the
+    /// queue is empty, then asserts that the bucket holds exactly those
+    /// emails, one object each, byte for byte.
+    pub async fn assert_stored_exactly_once(&self, posted: &[(String, String)], timeout: Duration) {
+        eventually("every accepted email stored", timeout, || async {
+            (self.keys().await.len() >= posted.len()).then_some(())
+        })
+        .await;
+        eventually("the queue to empty", Duration::from_secs(30), || async {
+            (self.depth(&self.queue_url).await == 0).then_some(())
+        })
+        .await;
+        let objects = self.objects().await;
+        assert_eq!(objects.len(), posted.len(), "exactly one object per email");
+        for (id, data) in posted {
+            let key = format!("emails/{id}.json");
+            assert_eq!(
+                objects.get(&key).map(Vec::as_slice),
+                Some(data.as_bytes()),
+                "{key}"
+            );
+        }
+    }
+
     /// Every object in the bucket: key → body.
     pub async fn objects(&self) -> HashMap<String, Vec<u8>> {
         let mut out = HashMap::new();
@@ -584,6 +608,24 @@ impl Api {
         let json = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("answer is not JSON (status {status}): {text:?}"));
         (status, json)
+    }
+
+    /// Posts `count` distinct emails (`label` and a number as the content),
+    /// each of which must be accepted; answers their (id, data).
+    pub async fn submit_accepted(
+        &self,
+        count: usize,
+        label: &str,
+        token: &str,
+    ) -> Vec<(String, String)> {
+        let mut posted = Vec::with_capacity(count);
+        for i in 0..count {
+            let data = DATA.replace("Hi Bob", &format!("{label} {i}"));
+            let (status, id) = self.submit(&data, token).await;
+            assert_eq!(status, 200, "{label} {i}");
+            posted.push((id.expect("a 200 carries an id"), data));
+        }
+        posted
     }
 
     /// Posts `data` with `token` in the body; answers (status, id if queued).

@@ -89,13 +89,7 @@ async fn the_worker_rides_out_an_s3_outage_without_deleting_or_spinning() {
     let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
     let proxy = FaultProxy::start(&moto.endpoint).await;
     let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
-    let mut posted = Vec::new();
-    for i in 0..20 {
-        let data = DATA.replace("Hi Bob", &format!("outage {i}"));
-        let (status, id) = api.submit(&data, &stack.token).await;
-        assert_eq!(status, 200);
-        posted.push((id.unwrap(), data));
-    }
+    let posted = api.submit_accepted(20, "outage", &stack.token).await;
     proxy.set(
         Service::S3,
         Faults {
@@ -129,22 +123,9 @@ async fn the_worker_rides_out_an_s3_outage_without_deleting_or_spinning() {
     assert_eq!(stack.depth(&stack.dlq_url).await, 0);
 
     proxy.clear();
-    eventually(
-        "every email stored after the outage",
-        Duration::from_secs(60),
-        || async { (stack.keys().await.len() == 20).then_some(()) },
-    )
-    .await;
-    eventually("the queue to empty", Duration::from_secs(30), || async {
-        (stack.depth(&stack.queue_url).await == 0).then_some(())
-    })
-    .await;
-    for (id, data) in &posted {
-        assert_eq!(
-            stack.object(&format!("emails/{id}.json")).await.as_deref(),
-            Some(data.as_bytes())
-        );
-    }
+    stack
+        .assert_stored_exactly_once(&posted, Duration::from_secs(60))
+        .await;
     assert_eq!(
         stack.depth(&stack.dlq_url).await,
         0,

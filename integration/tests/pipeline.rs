@@ -262,13 +262,7 @@ async fn sigterm_during_a_backlog_loses_and_duplicates_nothing() {
     let moto = Moto::start().await;
     let stack = stack(&moto, StackOptions::default()).await;
     let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
-    let mut posted = Vec::new();
-    for i in 0..300 {
-        let data = DATA.replace("Hi Bob", &format!("message {i}"));
-        let (status, id) = api.submit(&data, &stack.token).await;
-        assert_eq!(status, 200);
-        posted.push((id.unwrap(), data));
-    }
+    let posted = api.submit_accepted(300, "message", &stack.token).await;
     let worker_env = env_of(&[&moto.env(), &stack.worker_env()]);
     let mut worker = start_worker(&worker_env);
     eventually(
@@ -285,20 +279,9 @@ async fn sigterm_during_a_backlog_loses_and_duplicates_nothing() {
     assert!(stored_before < 300, "stopped mid-backlog ({stored_before})");
 
     let worker = start_worker(&worker_env);
-    eventually("every message stored", Duration::from_secs(60), || async {
-        (stack.keys().await.len() >= 300).then_some(())
-    })
-    .await;
-    eventually("the queue to empty", Duration::from_secs(30), || async {
-        (stack.depth(&stack.queue_url).await == 0).then_some(())
-    })
-    .await;
-    let objects = stack.objects().await;
-    assert_eq!(objects.len(), 300, "exactly one object per message");
-    for (id, data) in &posted {
-        let body = &objects[&format!("emails/{id}.json")];
-        assert_eq!(body, data.as_bytes());
-    }
+    stack
+        .assert_stored_exactly_once(&posted, Duration::from_secs(60))
+        .await;
     worker.assert_no_panic();
 }
 

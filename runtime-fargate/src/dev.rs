@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use handlers::bucket::dir::DirBucket;
+use handlers::ingest::Ingest;
 use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use handlers::secret::fixed::FixedSecret;
 use handlers::store::{DEFAULT_PREFIX, Stored, Storer};
@@ -120,6 +121,20 @@ pub fn bucket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("bucket")
 }
 
+/// Validate-and-enqueue into the local queue, against a fixed token.
+pub fn local_ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
+    // A fixed token never changes: cache it for as long as the process lives.
+    let forever = Duration::from_secs(86_400 * 365);
+    startup::ingest(
+        queue,
+        Arc::new(FixedSecret::new(token)),
+        forever,
+        forever,
+        // SQLite commits one batch at a time: more in flight only waits.
+        2,
+    )
+}
+
 /// A token with 244 random bits from the OS generator.
 fn random_token() -> String {
     format!(
@@ -172,16 +187,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
     let bucket = Arc::new(DirBucket::open(&bucket_path)?);
     let token = args.token.clone().unwrap_or_else(random_token);
 
-    // A fixed token never changes: cache it for as long as the process lives.
-    let forever = Duration::from_secs(86_400 * 365);
-    let ingest = startup::ingest(
-        queue.clone(),
-        Arc::new(FixedSecret::new(token.clone())),
-        forever,
-        forever,
-        // SQLite commits one batch at a time: more in flight only waits.
-        2,
-    );
+    let ingest = local_ingest(queue.clone(), token.clone());
     let router = api::router(
         ingest,
         Limits {

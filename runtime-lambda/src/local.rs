@@ -13,9 +13,8 @@ use clap::Parser;
 use handlers::bucket::dir::DirBucket;
 use handlers::ingest::Ingest;
 use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
-use handlers::secret::fixed::FixedSecret;
 use handlers::store::{DEFAULT_PREFIX, Storer};
-use runtime_fargate::{dev, startup};
+use runtime_fargate::dev;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "local mode")]
@@ -75,14 +74,7 @@ impl LocalArgs {
                 max_receives: 5,
             },
         )?;
-        let forever = Duration::from_secs(86_400 * 365);
-        Ok(startup::ingest(
-            Arc::new(queue),
-            Arc::new(FixedSecret::new(token)),
-            forever,
-            forever,
-            2,
-        ))
+        Ok(dev::local_ingest(Arc::new(queue), token))
     }
 
     pub fn storer(&self) -> Result<Arc<Storer>, LocalError> {

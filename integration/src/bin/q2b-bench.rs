@@ -607,9 +607,8 @@ async fn local_fill(data_dir: &std::path::Path, count: usize) {
     use handlers::queue::{OutgoingMessage, Queue};
 
     std::fs::create_dir_all(data_dir).expect("create the data directory");
-    // The layout of `queue2bucket dev --data-dir`.
     let queue = SqliteQueue::open(
-        &data_dir.join("queue.sqlite3"),
+        &runtime_fargate::dev::queue_path(data_dir),
         SqliteQueueConfig {
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
