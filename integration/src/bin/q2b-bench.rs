@@ -180,6 +180,8 @@ async fn bare(port: u16) {
 #[derive(Default)]
 struct Counters {
     sent: AtomicU64,
+    /// SendMessage and SendMessageBatch calls.
+    send_calls: AtomicU64,
     received: AtomicU64,
     deleted: AtomicU64,
     put: AtomicU64,
@@ -219,6 +221,7 @@ async fn stub(port: u16, token: String, backlog: Option<u64>) {
                     let c = &s.counters;
                     axum::Json(json!({
                         "sent": c.sent.load(Ordering::Relaxed),
+                        "send_calls": c.send_calls.load(Ordering::Relaxed),
                         "received": c.received.load(Ordering::Relaxed),
                         "deleted": c.deleted.load(Ordering::Relaxed),
                         "put": c.put.load(Ordering::Relaxed),
@@ -282,6 +285,7 @@ impl Stub {
         match target {
             "AmazonSQS.SendMessage" => {
                 c.sent.fetch_add(1, Ordering::Relaxed);
+                c.send_calls.fetch_add(1, Ordering::Relaxed);
                 json_answer(json!({
                     "MD5OfMessageBody": "00000000000000000000000000000000",
                     "MessageId": uuid::Uuid::new_v4().to_string(),
@@ -290,6 +294,7 @@ impl Stub {
             "AmazonSQS.SendMessageBatch" => {
                 let entries = request["Entries"].as_array().cloned().unwrap_or_default();
                 c.sent.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                c.send_calls.fetch_add(1, Ordering::Relaxed);
                 let ok: Vec<Value> = entries
                     .iter()
                     .map(|e| {
