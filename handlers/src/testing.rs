@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::bucket::{Bucket, BucketError, NewObject, PutOutcome};
@@ -31,6 +31,8 @@ pub struct MemoryQueue {
     next: AtomicUsize,
     arrived: Notify,
     hold: watch::Sender<bool>,
+    hold_next: AtomicBool,
+    released: Semaphore,
     fail_sends: AtomicBool,
     fail_deletes: AtomicBool,
     send_calls: Mutex<Vec<usize>>,
@@ -51,6 +53,8 @@ impl MemoryQueue {
             next: AtomicUsize::new(0),
             arrived: Notify::new(),
             hold: watch::channel(false).0,
+            hold_next: AtomicBool::new(false),
+            released: Semaphore::new(0),
             fail_sends: AtomicBool::new(false),
             fail_deletes: AtomicBool::new(false),
             send_calls: Mutex::default(),
@@ -77,6 +81,16 @@ impl MemoryQueue {
     /// While held, sends wait; lets tests pile up concurrent callers.
     pub fn hold_sends(&self, hold: bool) {
         self.hold.send_replace(hold);
+    }
+
+    /// Makes the next send wait for [`Self::release_held_send`]; the others
+    /// go through.
+    pub fn hold_next_send(&self) {
+        self.hold_next.store(true, Ordering::Relaxed);
+    }
+
+    pub fn release_held_send(&self) {
+        self.released.add_permits(1);
     }
 
     pub fn fail_sends(&self, fail: bool) {
@@ -159,6 +173,11 @@ impl Queue for MemoryQueue {
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         let mut hold = self.hold.subscribe();
         let _ = hold.wait_for(|held| !held).await;
+        if self.hold_next.swap(false, Ordering::Relaxed) {
+            if let Ok(permit) = self.released.acquire().await {
+                permit.forget();
+            }
+        }
         self.send_calls.lock().unwrap().push(messages.len());
         if self.fail_sends.load(Ordering::Relaxed) {
             return vec![Err(QueueError("injected send failure".into())); messages.len()];
