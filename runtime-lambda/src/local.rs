@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use handlers::bucket::dir::DirBucket;
@@ -69,10 +68,7 @@ impl LocalArgs {
         let queue = SqliteQueue::open(
             &dev::queue_path(&self.dir()),
             // Used by receivers only; this function only sends.
-            SqliteQueueConfig {
-                visibility_timeout: Duration::from_secs(30),
-                max_receives: 5,
-            },
+            SqliteQueueConfig::default(),
         )?;
         Ok(dev::local_ingest(Arc::new(queue), token))
     }

@@ -35,6 +35,17 @@ pub struct SqliteQueueConfig {
     pub max_receives: u32,
 }
 
+/// The local mode's defaults (`queue2bucket dev` without options): SQS's own
+/// default visibility timeout, and five receives before dead-lettering.
+impl Default for SqliteQueueConfig {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 5,
+        }
+    }
+}
+
 pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
     config: SqliteQueueConfig,

@@ -614,10 +614,7 @@ async fn local_fill(data_dir: &std::path::Path, count: usize) {
     std::fs::create_dir_all(data_dir).expect("create the data directory");
     let queue = SqliteQueue::open(
         &runtime_fargate::dev::queue_path(data_dir),
-        SqliteQueueConfig {
-            visibility_timeout: Duration::from_secs(30),
-            max_receives: 5,
-        },
+        SqliteQueueConfig::default(),
     )
     .expect("open the local queue");
     let started = Instant::now();
