@@ -35,10 +35,10 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is reused as long as recipe.json is unchanged.
 RUN --mount=type=cache,id=cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
-    cargo chef cook --release --locked -p runtime-fargate --bin queue2bucket --recipe-path recipe.json
+    cargo chef cook --release --locked -p runtime-fargate --no-default-features --bin queue2bucket --recipe-path recipe.json
 COPY . .
 RUN --mount=type=cache,id=cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
-    cargo build --release --locked -p runtime-fargate --bin queue2bucket \
+    cargo build --release --locked -p runtime-fargate --no-default-features --bin queue2bucket \
     && install -D -m 0755 target/release/queue2bucket /out/queue2bucket
 
 FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS runtime

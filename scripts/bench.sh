@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the release binaries and runs the benchmarks (scripts/bench.py);
+# Builds the release binaries and runs the benchmarks (bench/bench.py);
 # results go to bench/results.{json,md} and bench/chart.svg. Needs wrk
 # (apt-get install wrk).
 #   scripts/bench.sh                 10 s per wrk run
@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --locked -p runtime-fargate -p integration --bins
-exec .venv/bin/python scripts/bench.py "$@"
+cargo build --release --locked -p runtime-fargate -p bench --bins
+exec .venv/bin/python bench/bench.py "$@"

@@ -4,12 +4,13 @@
 #   2. terraform init (without backend) + validate, in a temporary copy so that
 #      no .terraform/ directory or lock file is left in the repository
 #   3. checkov, which must report zero failed checks
-#   4. tests/test_consistency.py against `queue2bucket manifest`, plus its
-#      self-test showing that the consistency checks can fail
+#   4. tests/test_consistency.py against the binaries' manifest
+#      (scripts/manifest.sh), plus its self-test showing that the
+#      consistency checks can fail
 #
 # Run from anywhere; uses tools from ./.venv (scripts/setup.sh installs them).
 # Environment:
-#   Q2B_BIN          binary printing the manifest (default target/debug/queue2bucket)
+#   Q2B_BIN_DIR      directory of the binaries (default target/debug)
 #   TF_PLUGIN_DIR    local provider mirror (default /opt/tf-plugins); when it
 #                    does not exist, terraform init downloads the provider
 set -euo pipefail
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 venv=.venv/bin
 tf_dir=terraform
 plugin_dir=${TF_PLUGIN_DIR:-/opt/tf-plugins}
-q2b_bin=${Q2B_BIN:-target/debug/queue2bucket}
+bin_dir=${Q2B_BIN_DIR:-target/debug}
 
 fail() {
   echo "check-terraform: $*" >&2
@@ -58,12 +59,8 @@ terraform -chdir="$tmp/tf" validate -no-color
 echo "== checkov"
 "$venv/checkov" -d "$tf_dir" --framework terraform --skip-download --compact --quiet
 
-echo "== consistency with '$q2b_bin manifest'"
-[ -x "$q2b_bin" ] ||
-  fail "$q2b_bin not found: run 'cargo build' first (or point Q2B_BIN at a queue2bucket binary)"
-"$q2b_bin" manifest >"$tmp/manifest.json" || fail "'$q2b_bin manifest' failed"
-[ -s "$tmp/manifest.json" ] ||
-  fail "'$q2b_bin manifest' printed nothing; rebuild it with 'cargo build'"
+echo "== consistency with the manifest of the binaries in $bin_dir"
+scripts/manifest.sh "$bin_dir" >"$tmp/manifest.json" || fail "scripts/manifest.sh $bin_dir failed"
 "$venv/python" "$tf_dir/tests/test_consistency.py" --manifest "$tmp/manifest.json"
 
 echo "== consistency self-test (deliberate mismatches must be reported)"

@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
-cargo lambda build --release --output-format zip -p runtime-lambda
+cargo lambda build --release --output-format zip -p runtime-lambda --no-default-features
 # The same build as scripts/bench.sh, so that the two share their artifacts.
-cargo build --release --locked -p runtime-fargate -p integration --bins
+cargo build --release --locked -p runtime-fargate -p bench --bins
 
 for name in queue2bucket-api queue2bucket-worker; do
   zip=target/lambda/$name/bootstrap.zip

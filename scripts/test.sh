@@ -32,7 +32,7 @@ step "fuzz: the request parser for ${FUZZ_SECONDS:-60} s"
 scripts/fuzz.sh
 
 step "terraform: fmt, validate, checkov, consistency with the binaries"
-Q2B_BIN=target/debug/queue2bucket scripts/check-terraform.sh
+Q2B_BIN_DIR=target/debug scripts/check-terraform.sh
 
 step "workflows and Dockerfile: actionlint, zizmor, hadolint"
 scripts/check-workflows.sh

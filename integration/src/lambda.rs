@@ -1,10 +1,16 @@
 //! A Lambda Runtime API on loopback (the protocol a function's runtime loop
 //! speaks to Lambda: `GET …/invocation/next`, `POST …/{id}/response`), to run
 //! the real function binaries in tests and measure their init time.
+//!
+//! It also stands for Lambda's deadline: each invocation is handed out with
+//! its `Lambda-Runtime-Deadline-Ms`, and an answer that has not come by then
+//! counts as [`Outcome::TimedOut`], which is what Lambda makes of a function
+//! still running at its timeout (it kills the function; an ALB in front
+//! answers 502, an SQS event source retries every record).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,12 +25,18 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Outcome {
     Response(Vec<u8>),
     Error(Vec<u8>),
+    /// No answer by the invocation's deadline.
+    TimedOut,
 }
 
 struct Invocation {
     event: Vec<u8>,
+    timeout: Duration,
     answer: oneshot::Sender<Outcome>,
 }
+
+/// The deadline of an invocation unless a test sets one.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Shared {
     next: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
@@ -85,15 +97,26 @@ impl FakeRuntime {
     /// Invokes the function with `event` and waits (up to a minute) for its
     /// answer.
     pub async fn invoke(&self, event: &serde_json::Value) -> Outcome {
+        self.invoke_with_timeout(event, DEFAULT_TIMEOUT).await
+    }
+
+    /// Invokes the function with `event`, its deadline `timeout` from when
+    /// the function takes the invocation, as Lambda's function timeout.
+    pub async fn invoke_with_timeout(
+        &self,
+        event: &serde_json::Value,
+        timeout: Duration,
+    ) -> Outcome {
         let (answer, outcome) = oneshot::channel();
         self.invocations
             .send(Invocation {
                 event: serde_json::to_vec(event).unwrap(),
+                timeout,
                 answer,
             })
             .await
             .expect("runtime running");
-        match tokio::time::timeout(std::time::Duration::from_secs(60), outcome).await {
+        match tokio::time::timeout(Duration::from_secs(60).max(timeout * 2), outcome).await {
             Ok(answer) => answer.expect("the function answered"),
             Err(_) => panic!(
                 "no answer within 60 s (init error: {:?})",
@@ -127,7 +150,14 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis()
-        + 30_000;
+        + invocation.timeout.as_millis();
+    // Lambda's timeout: whatever has not answered by the deadline is over.
+    let expired = shared.clone();
+    let expiring = id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(invocation.timeout).await;
+        settle(&expired, &expiring, Outcome::TimedOut);
+    });
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());

@@ -447,15 +447,10 @@ async fn the_http_function_runs_under_cargo_lambda_watch() {
     let root = integration::workspace_root();
     let venv_bin = root.join(".venv/bin");
     let mut command = std::process::Command::new(venv_bin.join("cargo-lambda"));
+    // From the repository root, as the README has a user type it.
     command
         .current_dir(&root)
-        .args([
-            "lambda",
-            "watch",
-            "--ignore-changes",
-            "-p",
-            "runtime-lambda",
-        ])
+        .args(["lambda", "watch", "--ignore-changes"])
         .args([
             "--invoke-address",
             "127.0.0.1",

@@ -108,8 +108,11 @@ async fn the_worker_rides_out_an_s3_outage_without_deleting_or_spinning() {
     tokio::time::sleep(window).await;
     let cpu = cpu_seconds(worker.pid()) - cpu_before;
     let calls = proxy.counts(Service::S3).1 - calls_before;
+    // A spinning loop would take a whole core (6 s here). What is left is the
+    // backed-off retries themselves: a few hundred failed calls through a
+    // debug build of the SDK, 0.4-0.65 s on this machine depending on load.
     assert!(
-        cpu < 0.1 * window.as_secs_f64(),
+        cpu < 0.25 * window.as_secs_f64(),
         "the worker used {cpu:.2} s of CPU in {window:?}"
     );
     // Back-off: a few rounds of retries for the batch, not a flood.

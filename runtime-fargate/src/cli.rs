@@ -3,8 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ApiArgs, WorkerArgs};
+#[cfg(feature = "local")]
 use crate::dev::DevArgs;
+use crate::settings::{ApiArgs, PortArgs, WorkerArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "local")]
     /// Run the whole pipeline locally: API and worker in one process, with an embedded queue (SQLite) and a directory as the bucket; no cloud account needed.
     Dev(DevArgs),
     /// Serve the HTTP API: POST /email checks the token and queues the email.
@@ -27,10 +29,7 @@ pub enum Command {
     /// Poll the queue and store each message in the bucket.
     Worker(WorkerArgs),
     /// Exit 0 if the API on PORT answers GET / with 200 (container health check).
-    Health {
-        #[arg(long, env = "PORT", value_name = "PORT", default_value = "8000")]
-        port: u16,
-    },
+    Health(PortArgs),
     /// Print, as JSON, the environment variables and AWS actions of each component.
     #[command(hide = true)]
     Manifest,

@@ -5,50 +5,43 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use handlers::bucket::dir::DirBucket;
-use handlers::ingest::Ingest;
-use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
-use handlers::secret::fixed::FixedSecret;
-use handlers::store::{DEFAULT_PREFIX, Stored, Storer};
+use handlers::api;
+use handlers::local::{self, DataDir, LocalArgs, LocalError};
+use handlers::queue::sqlite::SqliteQueueConfig;
+use handlers::settings::{KeyArgs, LimitsArgs, LogArgs, seconds};
+use handlers::store::{Stored, Storer};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, Limits};
-use crate::config::{LogFormat, seconds};
-use crate::startup::{self, Server};
+use crate::server::Server;
+use crate::settings::{PollArgs, ServerArgs};
 use crate::worker::{self, WorkerConfig};
 
+/// Where `dev` keeps its queue and bucket unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = ".queue2bucket";
+
+/// The local mode's settings: the production groups, with defaults for a
+/// laptop (a short poll window so that Ctrl-C is quick, readable logs, a
+/// data directory in the current one).
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("poll_interval", |a| a.default_value("1")),
+    mut_arg("log_format", |a| a.default_value("text")),
+    mut_arg("data_dir", |a| a.default_value(DEFAULT_DATA_DIR)),
+)]
 pub struct DevArgs {
-    /// Port of the API.
-    #[arg(long, env = "PORT", value_name = "PORT", default_value = "8000")]
-    pub port: u16,
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// Address to listen on; the default keeps the API on this machine.
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
     pub host: IpAddr,
 
-    /// Where the queue (queue.sqlite3) and the bucket (bucket/) live.
-    #[arg(
-        long,
-        env = "QUEUE2BUCKET_DATA_DIR",
-        value_name = "DIR",
-        default_value = ".queue2bucket"
-    )]
-    pub data_dir: PathBuf,
-
-    /// The API token; a random one is generated and printed when unset.
-    #[arg(
-        long,
-        env = "QUEUE2BUCKET_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub local: LocalArgs,
 
     /// Seconds a received message stays invisible before it is delivered again.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds(1, 43_200))]
@@ -58,81 +51,29 @@ pub struct DevArgs {
     #[arg(long, value_name = "N", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receives: u32,
 
-    /// Long-poll window of the worker, in seconds (new emails wake it at once; this bounds how long Ctrl-C waits).
-    #[arg(long, env = "POLL_INTERVAL", value_name = "POLL_INTERVAL", default_value = "1", value_parser = seconds(1, 20))]
-    pub poll_interval: Duration,
-
-    /// Receive loops of the worker.
-    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub worker_concurrency: u16,
-
-    /// Key prefix of the stored files.
-    #[arg(long, env = "S3_KEY_PREFIX", value_name = "S3_KEY_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub key_prefix: String,
+    #[command(flatten)]
+    pub poll: PollArgs,
 
     #[command(flatten)]
-    pub server: ServerTimeouts,
+    pub keys: KeyArgs,
 
-    /// Log format of the diagnostics (stored emails are always one readable line each).
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_name = "LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
-}
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 
-/// The API's protections against slow clients, as in production.
-#[derive(Debug, Clone, Args)]
-pub struct ServerTimeouts {
-    /// Seconds a request may take, body upload included, before it is answered 408.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds(1, 300))]
-    pub request_timeout: Duration,
-
-    /// Seconds a client may take to send a request's headers.
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds(1, 300))]
-    pub header_timeout: Duration,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
-    #[error("data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    #[error("{0}")]
-    Queue(#[from] handlers::queue::QueueError),
-    #[error("{0}")]
-    Bucket(#[from] handlers::bucket::BucketError),
+    #[error(transparent)]
+    Local(#[from] LocalError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     #[error("server: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
     Worker(#[from] worker::LoopPanicked),
-}
-
-/// The queue's database in a data directory.
-pub fn queue_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("queue.sqlite3")
-}
-
-/// The bucket's root in a data directory.
-pub fn bucket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("bucket")
-}
-
-/// Validate-and-enqueue into the local queue, against a fixed token.
-pub fn local_ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
-    // A fixed token never changes: cache it for as long as the process lives.
-    let forever = Duration::from_secs(86_400 * 365);
-    startup::ingest(
-        queue,
-        Arc::new(FixedSecret::new(token)),
-        forever,
-        forever,
-        // SQLite commits one batch at a time: more in flight only waits.
-        2,
-    )
 }
 
 /// A token with 244 random bits from the OS generator.
@@ -173,46 +114,36 @@ fn print_stored(stored: &Stored, body: &str) {
 }
 
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevError> {
-    let data_dir = &args.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|e| DevError::DataDir(data_dir.clone(), e))?;
-    let queue_path = queue_path(data_dir);
-    let bucket_path = bucket_path(data_dir);
-    let queue = Arc::new(SqliteQueue::open(
-        &queue_path,
-        SqliteQueueConfig {
+    let dir = match args.local.data_dir()? {
+        Some(dir) => dir,
+        None => DataDir::create(DEFAULT_DATA_DIR)?,
+    };
+    let queue = Arc::new(
+        dir.queue(SqliteQueueConfig {
             visibility_timeout: args.visibility_timeout,
             max_receives: args.max_receives,
-        },
-    )?);
-    let bucket = Arc::new(DirBucket::open(&bucket_path)?);
-    let token = args.token.clone().unwrap_or_else(random_token);
-
-    let ingest = local_ingest(queue.clone(), token.clone());
-    let router = api::router(
-        ingest,
-        Limits {
-            max_concurrent_requests: 1024,
-            request_timeout: args.server.request_timeout,
-        },
+        })
+        .map_err(LocalError::from)?,
     );
-    let addr = SocketAddr::new(args.host, args.port);
+    let bucket = Arc::new(dir.bucket().map_err(LocalError::from)?);
+    let token = args.local.token.clone().unwrap_or_else(random_token);
+
+    let ingest = local::ingest(queue.clone(), token.clone());
+    let router = api::router(ingest, (&args.limits).into());
+    let addr = SocketAddr::new(args.host, args.server.listen.port);
     let server = Server::bind(addr, router, args.server.header_timeout)
         .await
         .map_err(|e| DevError::Bind(addr, e))?;
     let addr = server.local_addr().map_err(DevError::Serve)?;
 
-    let storer = Arc::new(Storer::new(bucket, &args.key_prefix));
-    let config = WorkerConfig {
-        poll_interval: args.poll_interval,
-        concurrency: usize::from(args.worker_concurrency),
-        retry_base: WorkerConfig::DEFAULT_RETRY_BASE,
-    };
+    let prefix = &args.keys.s3_key_prefix;
+    let storer = Arc::new(Storer::new(bucket, prefix));
     let on_stored: worker::OnStored =
         Arc::new(|stored, message| print_stored(stored, &message.body));
     let worker = tokio::spawn(worker::run(
         queue.clone(),
         storer,
-        config,
+        WorkerConfig::from(&args.poll),
         Some(on_stored),
         shutdown.clone(),
     ));
@@ -225,9 +156,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
          \nPost a sample email:\n\
          \n  curl -s {url}/email -H 'content-type: application/json' \\\n    \
          -d '{{\"data\":{{\"email_subject\":\"Hello\",\"email_sender\":\"alice@example.com\",\"email_timestream\":\"1732780800\",\"email_content\":\"Hi Bob\"}},\"token\":\"{token}\"}}'\n",
-        queue = queue_path.display(),
-        bucket = bucket_path
-            .join(&args.key_prefix)
+        queue = dir.queue_path().display(),
+        bucket = dir
+            .bucket_path()
+            .join(prefix)
             .display()
             .to_string()
             .trim_end_matches('/'),

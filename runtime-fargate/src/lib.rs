@@ -1,13 +1,16 @@
-//! Queue2Bucket on ECS Fargate: the axum API ([`api`]), the SQS poll loop
-//! ([`worker`]), their settings ([`config`]) and wiring ([`startup`]).
+//! Queue2Bucket on ECS Fargate: the `queue2bucket` command line ([`cli`]),
+//! the HTTP server in front of the shared API router ([`server`]), the SQS
+//! poll loop ([`worker`]), their start-up ([`startup`]) and shutdown
+//! ([`shutdown`]), the container health check ([`health`]) and the local
+//! mode ([`dev`]). The shared core is the `handlers` crate.
 
-pub mod api;
 pub mod cli;
-pub mod config;
+#[cfg(feature = "local")]
 pub mod dev;
 pub mod health;
 pub mod manifest;
+pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod startup;
-pub mod telemetry;
 pub mod worker;

@@ -2,36 +2,38 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use handlers::telemetry;
 use runtime_fargate::cli::{Cli, Command};
-use runtime_fargate::{dev, health, manifest, shutdown, startup, telemetry};
+use runtime_fargate::{health, manifest, shutdown, startup};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Api(args) => {
-            telemetry::init(args.common.log_format, "info");
+            telemetry::init(args.common.log.log_format, "info");
             if let Err(e) = startup::run_api(args, shutdown::on_signal()).await {
                 tracing::error!(error = %e, "the API server failed");
                 return ExitCode::FAILURE;
             }
         }
         Command::Worker(args) => {
-            telemetry::init(args.common.log_format, "info");
+            telemetry::init(args.common.log.log_format, "info");
             if let Err(e) = startup::run_worker(args, shutdown::on_signal()).await {
                 tracing::error!(error = %e, "the worker failed");
                 return ExitCode::FAILURE;
             }
         }
+        #[cfg(feature = "local")]
         Command::Dev(args) => {
-            telemetry::init(args.log_format, "warn");
-            if let Err(e) = dev::run(args, shutdown::on_signal()).await {
+            telemetry::init(args.log.log_format, "warn");
+            if let Err(e) = runtime_fargate::dev::run(args, shutdown::on_signal()).await {
                 eprintln!("queue2bucket dev: {e}");
                 return ExitCode::FAILURE;
             }
         }
-        Command::Health { port } => {
-            if let Err(e) = health::check(port).await {
+        Command::Health(args) => {
+            if let Err(e) = health::check(args.port).await {
                 eprintln!("unhealthy: {e}");
                 return ExitCode::FAILURE;
             }

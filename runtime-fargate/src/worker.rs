@@ -24,13 +24,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use handlers::bucket::PutOutcome;
 use handlers::queue::{MAX_BATCH, Queue, ReceivedMessage};
-use handlers::store::{StoreError, Stored, Storer};
+use handlers::report::{self, Outcome};
+use handlers::store::{Stored, Storer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::settings::PollArgs;
 
 /// Longest a loop holds a message it cannot store before handing it back.
 pub const MAX_HOLD: Duration = Duration::from_secs(300);
@@ -51,6 +53,16 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
+}
+
+impl From<&PollArgs> for WorkerConfig {
+    fn from(args: &PollArgs) -> Self {
+        Self {
+            poll_interval: args.poll_interval,
+            concurrency: usize::from(args.worker_concurrency),
+            retry_base: Self::DEFAULT_RETRY_BASE,
+        }
+    }
 }
 
 /// Called for each stored message (the local mode prints a line per email).
@@ -156,58 +168,14 @@ async fn receive_loop(context: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-enum Attempt {
-    Stored,
-    Poison,
-    Failed,
-}
-
-async fn store_one(context: &Context, message: &ReceivedMessage) -> Attempt {
+async fn store_one(context: &Context, message: &ReceivedMessage) -> Outcome {
     let started = Instant::now();
     let result = context.storer.store(message).await;
-    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
-    match result {
-        Ok(stored) => {
-            let outcome = match stored.outcome {
-                PutOutcome::Created => "stored",
-                PutOutcome::AlreadyExists => "already stored",
-            };
-            tracing::info!(
-                id = %stored.id,
-                key = stored.key,
-                bytes = stored.bytes,
-                receive_count = message.receive_count,
-                latency_ms,
-                outcome,
-                "message"
-            );
-            if let Some(on_stored) = &context.on_stored {
-                on_stored(&stored, message);
-            }
-            Attempt::Stored
-        }
-        Err(StoreError::Poison(e)) => {
-            tracing::warn!(
-                message_id = message.message_id,
-                receive_count = message.receive_count,
-                error = %e,
-                outcome = "unstorable; left for the dead-letter queue",
-                "message"
-            );
-            Attempt::Poison
-        }
-        Err(StoreError::Bucket(e)) => {
-            tracing::warn!(
-                message_id = message.message_id,
-                receive_count = message.receive_count,
-                error = %e,
-                latency_ms,
-                outcome = "store failed; retrying",
-                "message"
-            );
-            Attempt::Failed
-        }
+    let outcome = report::store_outcome(message, &result, started.elapsed());
+    if let (Ok(stored), Some(on_stored)) = (&result, &context.on_stored) {
+        on_stored(stored, message);
     }
+    outcome
 }
 
 /// Stores a batch, deletes what was stored, and holds on to what met a
@@ -229,9 +197,9 @@ async fn process_batch(
         let mut failed = Vec::new();
         for (message, attempt) in pending.into_iter().zip(attempts) {
             match attempt {
-                Attempt::Stored => stored.push(message.receipt.as_str()),
-                Attempt::Poison => {}
-                Attempt::Failed => failed.push(message),
+                Outcome::Stored => stored.push(message.receipt.as_str()),
+                Outcome::Poison => {}
+                Outcome::Failed => failed.push(message),
             }
         }
         delete_all(context, &stored).await;

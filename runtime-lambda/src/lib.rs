@@ -1,14 +1,14 @@
-//! Queue2Bucket as AWS Lambda functions. Each entrypoint (`src/bin/`) is a
-//! few lines: settings read once from the same environment variables as the
-//! Fargate runtime, SDK clients and caches built once at init, then the
-//! runtime loop.
+//! Queue2Bucket as AWS Lambda functions over the shared core (`handlers`).
+//! Each entrypoint (`src/bin/`) is a few lines, as in the official Rust
+//! runtime's examples: settings read once from the environment, services
+//! built once at init, then the runtime loop.
 //!
-//! - `queue2bucket-api` serves the very axum Router of the Fargate API
-//!   through `lambda_http` (ALB, API Gateway REST and HTTP APIs, Function
-//!   URLs), so the two cannot drift apart.
-//! - `queue2bucket-worker` runs the same message-to-bucket step on each
+//! - `queue2bucket-api` serves the shared axum Router through `lambda_http`
+//!   ([`http`]), so the functions and the Fargate API cannot drift apart.
+//! - `queue2bucket-worker` runs the shared message-to-bucket step on each
 //!   record of an SQS event ([`sqs`]).
 
 pub mod config;
-pub mod local;
+pub mod http;
+pub mod manifest;
 pub mod sqs;

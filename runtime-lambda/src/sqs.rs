@@ -5,12 +5,33 @@
 //! redrive policy).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use handlers::bucket::PutOutcome;
+use handlers::aws::AwsTuning;
 use handlers::queue::{ID_ATTRIBUTE, ReceivedMessage};
-use handlers::store::{StoreError, Storer};
+use handlers::report::{self, Outcome};
+use handlers::startup::{aws_storer, sdk_config};
+use handlers::store::Storer;
+use handlers::telemetry;
+
+use crate::config::{self, WorkerConfig};
+
+/// Message-to-bucket over S3, or over the local mode's data directory when
+/// `QUEUE2BUCKET_DATA_DIR` is set; built once at init.
+pub async fn storer() -> Result<Arc<Storer>, lambda_runtime::Error> {
+    #[cfg(feature = "local")]
+    if let Some((local, dir)) = config::local()? {
+        telemetry::init(local.log.log_format, "info");
+        return Ok(local.local.storer(&dir, &local.keys.s3_key_prefix)?);
+    }
+    let config: WorkerConfig = config::from_env();
+    telemetry::init(config.common.log.log_format, "info");
+    let sdk = sdk_config(&config.common, AwsTuning::WORKER).await;
+    Ok(aws_storer(&config.store, &sdk))
+}
 
 /// An SQS record as the port's message type. None if it has no message id,
 /// which SQS always sets; such a record cannot be reported on its own.
@@ -43,34 +64,15 @@ pub async fn handle(storer: &Storer, event: SqsEvent) -> SqsBatchResponse {
             None => failures.push(String::new()),
         }
     }
-    let results = join_all(messages.iter().map(|m| storer.store(m))).await;
-    for (message, result) in messages.iter().zip(results) {
-        match result {
-            Ok(stored) => tracing::info!(
-                id = %stored.id,
-                key = stored.key,
-                bytes = stored.bytes,
-                receive_count = message.receive_count,
-                outcome = match stored.outcome {
-                    PutOutcome::Created => "stored",
-                    PutOutcome::AlreadyExists => "already stored",
-                },
-                "message"
-            ),
-            Err(e) => {
-                let outcome = match e {
-                    StoreError::Poison(_) => "unstorable; left for the dead-letter queue",
-                    StoreError::Bucket(_) => "store failed; will be retried",
-                };
-                tracing::warn!(
-                    message_id = message.message_id,
-                    receive_count = message.receive_count,
-                    error = %e,
-                    outcome,
-                    "message"
-                );
-                failures.push(message.message_id.clone());
-            }
+    let results = join_all(messages.iter().map(|m| async move {
+        let started = Instant::now();
+        let result = storer.store(m).await;
+        report::store_outcome(m, &result, started.elapsed())
+    }))
+    .await;
+    for (message, outcome) in messages.iter().zip(results) {
+        if outcome != Outcome::Stored {
+            failures.push(message.message_id.clone());
         }
     }
     let mut response = SqsBatchResponse::default();

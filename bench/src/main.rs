@@ -1,4 +1,5 @@
-//! Benchmark helpers, driven by `scripts/bench.sh`:
+//! `q2b-bench`, the benchmark helpers driven by `bench/bench.py`
+//! (`scripts/bench.sh`):
 //!
 //! - `stub`: an AWS endpoint on loopback that answers SQS, S3 and SSM calls at
 //!   once with valid responses, to measure Queue2Bucket's own cost; counts
@@ -608,15 +609,14 @@ async fn post_to_object(endpoint: &str, api: &str, token: &str, bucket: &str, sa
 
 async fn local_fill(data_dir: &std::path::Path, count: usize) {
     use handlers::id::EmailId;
+    use handlers::local::DataDir;
     use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
     use handlers::queue::{OutgoingMessage, Queue};
 
-    std::fs::create_dir_all(data_dir).expect("create the data directory");
-    let queue = SqliteQueue::open(
-        &runtime_fargate::dev::queue_path(data_dir),
-        SqliteQueueConfig::default(),
-    )
-    .expect("open the local queue");
+    let queue = DataDir::create(data_dir)
+        .expect("create the data directory")
+        .queue(SqliteQueueConfig::default())
+        .expect("open the local queue");
     let started = Instant::now();
     let mut left = count;
     while left > 0 {

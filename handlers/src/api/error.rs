@@ -1,10 +1,10 @@
 //! The one place where errors become HTTP answers: a status and a JSON body
 //! `{"error": "..."}` that says what is wrong without internals.
 
+use crate::ingest::{IngestError, MAX_BODY_BYTES};
+use crate::token::TokenError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use handlers::ingest::{IngestError, MAX_BODY_BYTES};
-use handlers::token::TokenError;
 
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECS: &str = "2";
@@ -99,9 +99,9 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use handlers::email::EmailError;
-    use handlers::queue::QueueError;
-    use handlers::secret::SecretError;
+    use crate::email::EmailError;
+    use crate::queue::QueueError;
+    use crate::secret::SecretError;
 
     #[test]
     fn statuses() {

@@ -1,5 +1,6 @@
 //! The HTTP API as an axum Router: the same value is served by the Fargate
-//! server and by the Lambda HTTP function.
+//! runtime's HTTP server and by the Lambda HTTP function (behind
+//! `lambda_http`), so the two cannot answer differently.
 //!
 //! - `GET /` → 200 `{"status":"ok"}` (load balancer health check; no I/O).
 //! - `GET /ready` → 200 once the expected token could be read, else 503.
@@ -12,6 +13,9 @@ pub mod error;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::id::EmailId;
+use crate::ingest::{Ingest, MAX_BODY_BYTES};
+use crate::settings::LimitsArgs;
 use axum::Router;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
@@ -20,8 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use handlers::id::EmailId;
-use handlers::ingest::{Ingest, MAX_BODY_BYTES};
 use http_body_util::{BodyExt, Limited};
 use tower::ServiceBuilder;
 
@@ -36,6 +38,15 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Limits {
     pub max_concurrent_requests: usize,
     pub request_timeout: Duration,
+}
+
+impl From<&LimitsArgs> for Limits {
+    fn from(args: &LimitsArgs) -> Self {
+        Self {
+            max_concurrent_requests: args.max_concurrent_requests as usize,
+            request_timeout: args.request_timeout,
+        }
+    }
 }
 
 #[derive(Clone)]

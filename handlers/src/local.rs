@@ -1,0 +1,121 @@
+//! The local mode's data directory: an embedded queue (`queue.sqlite3`, with
+//! SQS's visibility timeout, receive counts and dead-letter table) and a
+//! directory as the bucket (`bucket/`). `queue2bucket dev` runs the API and
+//! the worker over it; the Lambda functions use it instead of AWS when
+//! `QUEUE2BUCKET_DATA_DIR` is set, so that `cargo lambda watch` needs no
+//! emulator. Both read the same two settings, defined here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::bucket::BucketError;
+use crate::bucket::dir::DirBucket;
+use crate::ingest::Ingest;
+use crate::queue::QueueError;
+use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
+use crate::secret::fixed::FixedSecret;
+use crate::store::Storer;
+
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// The local mode's data directory: the queue (queue.sqlite3) and the bucket (bucket/).
+    #[arg(
+        long,
+        env = "QUEUE2BUCKET_DATA_DIR",
+        value_name = "QUEUE2BUCKET_DATA_DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+
+    /// The API token of the local mode.
+    #[arg(
+        long,
+        env = "QUEUE2BUCKET_TOKEN",
+        value_name = "QUEUE2BUCKET_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("QUEUE2BUCKET_TOKEN must be set with QUEUE2BUCKET_DATA_DIR")]
+    NoToken,
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// A data directory, created if needed.
+#[derive(Debug, Clone)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn create(path: impl Into<PathBuf>) -> Result<Self, LocalError> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|e| LocalError::DataDir(path.clone(), e))?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The queue's database.
+    pub fn queue_path(&self) -> PathBuf {
+        self.0.join("queue.sqlite3")
+    }
+
+    /// The bucket's root.
+    pub fn bucket_path(&self) -> PathBuf {
+        self.0.join("bucket")
+    }
+
+    pub fn queue(&self, config: SqliteQueueConfig) -> Result<SqliteQueue, QueueError> {
+        SqliteQueue::open(&self.queue_path(), config)
+    }
+
+    pub fn bucket(&self) -> Result<DirBucket, BucketError> {
+        DirBucket::open(self.bucket_path())
+    }
+}
+
+/// Validate-and-enqueue into a local queue, against a fixed token.
+pub fn ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
+    // A fixed token never changes: cache it for as long as the process lives.
+    let forever = Duration::from_secs(86_400 * 365);
+    crate::startup::ingest(
+        queue,
+        Arc::new(FixedSecret::new(token)),
+        forever,
+        forever,
+        // SQLite commits one batch at a time: more in flight only waits.
+        2,
+    )
+}
+
+impl LocalArgs {
+    /// The data directory, if one is set.
+    pub fn data_dir(&self) -> Result<Option<DataDir>, LocalError> {
+        self.data_dir.clone().map(DataDir::create).transpose()
+    }
+
+    /// Validate-and-enqueue into the data directory's queue, for a process
+    /// that only sends (the Lambda HTTP function in the local mode).
+    pub fn ingest(&self, dir: &DataDir) -> Result<Arc<Ingest>, LocalError> {
+        let token = self.token.clone().ok_or(LocalError::NoToken)?;
+        // The queue's settings matter to receivers only.
+        let queue = dir.queue(SqliteQueueConfig::default())?;
+        Ok(ingest(Arc::new(queue), token))
+    }
+
+    /// Message-to-bucket into the data directory's bucket.
+    pub fn storer(&self, dir: &DataDir, prefix: &str) -> Result<Arc<Storer>, LocalError> {
+        Ok(Arc::new(Storer::new(Arc::new(dir.bucket()?), prefix)))
+    }
+}

@@ -1,0 +1,71 @@
+//! The one log line per processed message, the same from the Fargate worker,
+//! the Lambda SQS function and the local mode: id, key, size, receive count,
+//! latency and outcome, never the email's content.
+
+use std::time::Duration;
+
+use crate::bucket::PutOutcome;
+use crate::queue::ReceivedMessage;
+use crate::store::{StoreError, Stored};
+
+/// What became of a message, as the caller's retry logic sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now, or found stored by an earlier delivery: delete it.
+    Stored,
+    /// Can never be stored: leave it for the queue's redrive policy.
+    Poison,
+    /// The bucket failed: retry.
+    Failed,
+}
+
+impl Outcome {
+    pub fn of(result: &Result<Stored, StoreError>) -> Self {
+        match result {
+            Ok(_) => Self::Stored,
+            Err(StoreError::Poison(_)) => Self::Poison,
+            Err(StoreError::Bucket(_)) => Self::Failed,
+        }
+    }
+}
+
+/// Logs the outcome of storing `message`, and answers it.
+pub fn store_outcome(
+    message: &ReceivedMessage,
+    result: &Result<Stored, StoreError>,
+    latency: Duration,
+) -> Outcome {
+    let latency_ms = latency.as_micros() as f64 / 1000.0;
+    match result {
+        Ok(stored) => {
+            let outcome = match stored.outcome {
+                PutOutcome::Created => "stored",
+                PutOutcome::AlreadyExists => "already stored",
+            };
+            tracing::info!(
+                id = %stored.id,
+                key = stored.key,
+                bytes = stored.bytes,
+                receive_count = message.receive_count,
+                latency_ms,
+                outcome,
+                "message"
+            );
+        }
+        Err(e) => {
+            let outcome = match e {
+                StoreError::Poison(_) => "unstorable; left for the dead-letter queue",
+                StoreError::Bucket(_) => "store failed; will be retried",
+            };
+            tracing::warn!(
+                message_id = message.message_id,
+                receive_count = message.receive_count,
+                error = %e,
+                latency_ms,
+                outcome,
+                "message"
+            );
+        }
+    }
+    Outcome::of(result)
+}

@@ -1,0 +1,170 @@
+//! The settings groups both runtimes read, each setting defined once: its
+//! environment variable (and same-named flag), default, range and help.
+//! Settings are read once at start-up and checked; a missing or malformed
+//! one stops the process with a message naming the variable.
+//!
+//! The Fargate binary flattens these groups into its subcommands, next to its
+//! own server and poll-loop settings; the Lambda functions read the same
+//! groups from the environment only.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Parses whole seconds within a range.
+pub fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |text: &str| {
+        let n: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected whole seconds, got {text:?}"))?;
+        if (min..=max).contains(&n) {
+            Ok(Duration::from_secs(n))
+        } else {
+            Err(format!("must be between {min} and {max} seconds"))
+        }
+    }
+}
+
+/// How diagnostics are written.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format: one JSON object per line, or human-readable text.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Settings every process that talks to AWS reads.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// AWS region; when unset, the SDK's standard chain decides (profile, instance metadata).
+    #[arg(long, env = "AWS_REGION", value_name = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What validate-and-enqueue needs: the queue and the token's parameter.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// URL of the SQS queue emails are sent to.
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
+    pub sqs_queue_url: String,
+
+    /// Name of the SSM parameter (SecureString) holding the API token.
+    #[arg(long, env = "TOKEN_PARAM_NAME", value_name = "TOKEN_PARAM_NAME")]
+    pub token_param_name: String,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
+
+    /// SendMessageBatch calls in flight at once; requests arriving meanwhile share the next batches (fewer calls under load, no added latency when idle).
+    #[arg(long, env = "SQS_SEND_CONCURRENCY", value_name = "SQS_SEND_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub sqs_send_concurrency: u16,
+}
+
+/// How long a token read from the store is trusted, and how often a token
+/// that does not match may cause a re-read.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Seconds the token read from SSM is trusted before it is read again.
+    #[arg(long, env = "TOKEN_CACHE_TTL", value_name = "TOKEN_CACHE_TTL", default_value = "300", value_parser = seconds(1, 86_400))]
+    pub token_cache_ttl: Duration,
+
+    /// Least seconds between two SSM reads caused by a token that does not match (a rotation is picked up within this time; bad tokens cannot cause more reads).
+    #[arg(long, env = "TOKEN_REFRESH_INTERVAL", value_name = "TOKEN_REFRESH_INTERVAL", default_value = "5", value_parser = seconds(1, 3_600))]
+    pub token_refresh_interval: Duration,
+}
+
+/// Limits of the HTTP API, whichever runtime serves it.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Requests to POST /email handled at once; more are refused with 503 and Retry-After.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", value_name = "MAX_CONCURRENT_REQUESTS", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_requests: u32,
+
+    /// Seconds a request may take, body upload included, before it is answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value = "10", value_parser = seconds(1, 300))]
+    pub request_timeout: Duration,
+}
+
+/// Where stored objects go inside the bucket.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Key prefix of the stored objects: <prefix><id>.json.
+    #[arg(long, env = "S3_KEY_PREFIX", value_name = "S3_KEY_PREFIX", default_value = crate::store::DEFAULT_PREFIX)]
+    pub s3_key_prefix: String,
+}
+
+/// What message-to-bucket needs.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// S3 bucket the emails are stored in.
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "S3_BUCKET_NAME")]
+    pub s3_bucket_name: String,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Both {
+        #[command(flatten)]
+        ingest: IngestArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    #[test]
+    fn seconds_are_whole_and_in_range() {
+        let parse = seconds(1, 20);
+        assert_eq!(parse("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse(" 1 "), Ok(Duration::from_secs(1)));
+        assert!(parse("0").is_err());
+        assert!(parse("21").is_err());
+        assert!(parse("1.5").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn a_bad_setting_names_its_variable() {
+        let err = Both::try_parse_from([
+            "x",
+            "--sqs-queue-url=q",
+            "--token-param-name=p",
+            "--s3-bucket-name=b",
+            "--sqs-send-concurrency=0",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SQS_SEND_CONCURRENCY"), "{err}");
+        let err = Both::try_parse_from([
+            "x",
+            "--sqs-queue-url=q",
+            "--token-param-name=p",
+            "--s3-bucket-name=b",
+            "--token-refresh-interval=0",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("TOKEN_REFRESH_INTERVAL"), "{err}");
+    }
+}

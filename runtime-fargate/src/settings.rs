@@ -1,0 +1,70 @@
+//! The Fargate runtime's own settings (its HTTP server and its poll loop),
+//! and how each subcommand combines them with the shared groups of
+//! [`handlers::settings`]. Every setting is an environment variable and the
+//! same-named flag, defined once.
+
+use std::time::Duration;
+
+use clap::Args;
+use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs, seconds};
+
+/// Where the API listens (and where the health check looks).
+#[derive(Debug, Clone, Args)]
+pub struct PortArgs {
+    /// TCP port of the API; 0 picks a free one.
+    #[arg(long, env = "PORT", value_name = "PORT", default_value = "8000")]
+    pub port: u16,
+}
+
+/// The HTTP server's own settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub listen: PortArgs,
+
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "HEADER_TIMEOUT", value_name = "HEADER_TIMEOUT", default_value = "5", value_parser = seconds(1, 300))]
+    pub header_timeout: Duration,
+}
+
+/// The poll loop's settings.
+#[derive(Debug, Clone, Args)]
+pub struct PollArgs {
+    /// Long-poll window in seconds (1-20): an idle worker asks the queue this often; a message that arrives is picked up at once, and a backlog is drained without pause.
+    #[arg(long, env = "POLL_INTERVAL", value_name = "POLL_INTERVAL", default_value = "10", value_parser = seconds(1, 20))]
+    pub poll_interval: Duration,
+
+    /// Receive loops running at once, each with up to 10 messages in flight.
+    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_concurrency: u16,
+}
+
+/// `queue2bucket api`.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `queue2bucket worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// URL of the SQS queue to drain.
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
+    pub sqs_queue_url: String,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub poll: PollArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
