@@ -71,6 +71,13 @@ end
 children = []
 
 
+def object_file(email_id):
+    """The file name an email is stored under: <unix-seconds>-<id>.json, the
+    seconds from the UUIDv7's first 48 bits (Unix milliseconds)."""
+    millis = int(email_id.replace("-", "")[:12], 16)
+    return f"{millis // 1000}-{email_id}.json"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -459,7 +466,7 @@ def bench_local(results, script):
         req = urllib.request.Request(f"{url}/email", data=BODY.encode(),
                                      headers={"content-type": "application/json"})
         answer = json.loads(urllib.request.urlopen(req, timeout=5).read())
-        path = bucket / f'{answer["id"]}.json'
+        path = bucket / object_file(answer["id"])
         while not path.exists():
             if time.perf_counter() - started > 10:
                 raise SystemExit("a posted email never reached the disk")

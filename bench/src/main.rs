@@ -579,7 +579,7 @@ async fn post_to_object(endpoint: &str, api: &str, token: &str, bucket: &str, sa
             .json()
             .await
             .expect("json");
-        let key = format!("emails/{}.json", answer["id"].as_str().expect("queued"));
+        let key = integration::object_key(answer["id"].as_str().expect("queued"));
         loop {
             let found = clients
                 .s3

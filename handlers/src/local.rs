@@ -17,7 +17,7 @@ use crate::ingest::Ingest;
 use crate::queue::QueueError;
 use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use crate::secret::fixed::FixedSecret;
-use crate::store::Storer;
+use crate::store::{KeyPrefix, Storer};
 
 #[derive(Debug, Clone, Args)]
 pub struct LocalArgs {
@@ -87,13 +87,15 @@ impl DataDir {
 
 /// Validate-and-enqueue into a local queue, against a fixed token.
 pub fn ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
-    // A fixed token never changes: cache it for as long as the process lives.
+    // A fixed token never changes, and reading it costs nothing: trust it
+    // for as long as the process lives, and check any other token against
+    // it at once.
     let forever = Duration::from_secs(86_400 * 365);
     crate::startup::ingest(
         queue,
         Arc::new(FixedSecret::new(token)),
         forever,
-        forever,
+        Duration::ZERO,
         // SQLite commits one batch at a time: more in flight only waits.
         2,
     )
@@ -115,7 +117,10 @@ impl LocalArgs {
     }
 
     /// Message-to-bucket into the data directory's bucket.
-    pub fn storer(&self, dir: &DataDir, prefix: &str) -> Result<Arc<Storer>, LocalError> {
-        Ok(Arc::new(Storer::new(Arc::new(dir.bucket()?), prefix)))
+    pub fn storer(&self, dir: &DataDir, prefix: &KeyPrefix) -> Result<Arc<Storer>, LocalError> {
+        Ok(Arc::new(Storer::new(
+            Arc::new(dir.bucket()?),
+            prefix.clone(),
+        )))
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::store::KeyPrefix;
+
 /// Parses whole seconds within a range.
 pub fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
     move |text: &str| {
@@ -79,12 +81,12 @@ pub struct IngestArgs {
 /// that does not match may cause a re-read.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// Seconds the token read from SSM is trusted before it is read again.
+    /// Seconds a token is accepted after the last read of SSM that contained it (a token removed from the parameter stops working within this time).
     #[arg(long, env = "TOKEN_CACHE_TTL", value_name = "TOKEN_CACHE_TTL", default_value = "300", value_parser = seconds(1, 86_400))]
     pub token_cache_ttl: Duration,
 
-    /// Least seconds between two SSM reads caused by a token that does not match (a rotation is picked up within this time; bad tokens cannot cause more reads).
-    #[arg(long, env = "TOKEN_REFRESH_INTERVAL", value_name = "TOKEN_REFRESH_INTERVAL", default_value = "5", value_parser = seconds(1, 3_600))]
+    /// Least seconds between two reads of SSM: a token just added to the parameter is accepted after a wait of at most this, and bad tokens cannot cause more reads.
+    #[arg(long, env = "TOKEN_REFRESH_INTERVAL", value_name = "TOKEN_REFRESH_INTERVAL", default_value = "1", value_parser = seconds(1, 3_600))]
     pub token_refresh_interval: Duration,
 }
 
@@ -103,9 +105,9 @@ pub struct LimitsArgs {
 /// Where stored objects go inside the bucket.
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// Key prefix of the stored objects: <prefix><id>.json.
-    #[arg(long, env = "S3_KEY_PREFIX", value_name = "S3_KEY_PREFIX", default_value = crate::store::DEFAULT_PREFIX)]
-    pub s3_key_prefix: String,
+    /// Key prefix of the stored objects: <prefix><unix-seconds>-<id>.json.
+    #[arg(long, env = "S3_KEY_PREFIX", value_name = "S3_KEY_PREFIX", default_value = crate::store::DEFAULT_PREFIX, value_parser = KeyPrefix::parse)]
+    pub s3_key_prefix: KeyPrefix,
 }
 
 /// What message-to-bucket needs.
@@ -151,11 +153,11 @@ mod tests {
             "--sqs-queue-url=q",
             "--token-param-name=p",
             "--s3-bucket-name=b",
-            "--sqs-send-concurrency=0",
+            "--s3-key-prefix=../emails/",
         ])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("SQS_SEND_CONCURRENCY"), "{err}");
+        assert!(err.contains("S3_KEY_PREFIX"), "{err}");
         let err = Both::try_parse_from([
             "x",
             "--sqs-queue-url=q",

@@ -69,5 +69,5 @@ pub fn aws_ingest(args: &IngestArgs, sdk: &SdkConfig) -> Arc<Ingest> {
 /// Message-to-bucket on S3.
 pub fn aws_storer(args: &StoreArgs, sdk: &SdkConfig) -> Arc<Storer> {
     let bucket = Arc::new(S3Bucket::new(s3_client(sdk), &args.s3_bucket_name));
-    Arc::new(Storer::new(bucket, &args.keys.s3_key_prefix))
+    Arc::new(Storer::new(bucket, args.keys.s3_key_prefix.clone()))
 }

@@ -1,8 +1,14 @@
 //! Message to bucket: one queue message becomes one object, exactly once.
 //!
-//! - Key: `<prefix><id>.json`. The id is the one the API gave the email; a
-//!   message from another producer gets one derived from its queue message id
-//!   and send time, so every delivery of it maps to the same key.
+//! - Key: `<prefix><unix-seconds>-<id>.json`, the original service's shape
+//!   (`emails/<unix-seconds>-<uuid>.json`), with the seconds taken from the
+//!   id (a UUIDv7, which carries its time). So a bucket taken over from the
+//!   original keeps one order: keys sort by arrival, old and new alike, and
+//!   `aws s3 ls emails/ | tail -1` names the newest email. The id is the one
+//!   the API gave the email; a message from another producer (the original
+//!   API during a switch-over, say) gets one derived from its queue message
+//!   id and send time. Either way the key is a function of the message
+//!   alone, so every delivery of it maps to the same key.
 //! - Body: the message body, which is the accepted `data` object's JSON.
 //! - Metadata: `id`, `received-at` (RFC 3339, when the API accepted it) and
 //!   `queue-message-id`; all derived from the message, so a redelivery would
@@ -22,6 +28,58 @@ use crate::queue::ReceivedMessage;
 
 /// The default key prefix, as in the original service.
 pub const DEFAULT_PREFIX: &str = "emails/";
+
+/// The part of every key before the email's own name, checked once at
+/// start-up, since a prefix S3 or a directory cannot hold would make every
+/// store fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// Longest prefix: S3 keys are at most 1,024 bytes, and the rest of a
+    /// key, `<10 digits>-<36-character id>.json`, takes 52.
+    pub const MAX_LEN: usize = 1024 - 52;
+
+    /// A prefix of printable characters, relative (no leading `/`), with no
+    /// empty, `.` or `..` path segment; empty means keys at the bucket's root.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.len() > Self::MAX_LEN {
+            return Err(format!("longer than {} bytes", Self::MAX_LEN));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("contains a control character".into());
+        }
+        if text.starts_with('/') {
+            return Err("must not start with '/'".into());
+        }
+        // The last segment begins the file name; those before it are
+        // directories.
+        let mut directories: Vec<&str> = text.split('/').collect();
+        directories.pop();
+        if directories
+            .iter()
+            .any(|d| d.is_empty() || *d == "." || *d == "..")
+        {
+            return Err("must not contain an empty, '.' or '..' directory".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of an email.
+    pub fn key(&self, id: &EmailId) -> String {
+        format!("{}{}-{id}.json", self.0, id.unix_millis() / 1000)
+    }
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        Self(DEFAULT_PREFIX.to_owned())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -43,15 +101,12 @@ pub struct Stored {
 
 pub struct Storer {
     bucket: Arc<dyn Bucket>,
-    prefix: String,
+    prefix: KeyPrefix,
 }
 
 impl Storer {
-    pub fn new(bucket: Arc<dyn Bucket>, prefix: impl Into<String>) -> Self {
-        Self {
-            bucket,
-            prefix: prefix.into(),
-        }
+    pub fn new(bucket: Arc<dyn Bucket>, prefix: KeyPrefix) -> Self {
+        Self { bucket, prefix }
     }
 
     /// The object a message becomes; pure, so it is the same on every
@@ -72,7 +127,7 @@ impl Storer {
             .fmt(Format::DateTime)
             .unwrap_or_default();
         let object = NewObject {
-            key: format!("{}{id}.json", self.prefix),
+            key: self.prefix.key(&id),
             body: Bytes::from(email.into_json()),
             metadata: vec![
                 ("id", id.to_string()),
@@ -116,13 +171,14 @@ mod tests {
     #[tokio::test]
     async fn a_message_becomes_its_object() {
         let bucket = Arc::new(MemoryBucket::default());
-        let storer = Storer::new(bucket.clone(), DEFAULT_PREFIX);
+        let storer = Storer::new(bucket.clone(), KeyPrefix::default());
         let id = EmailId::new();
         let stored = storer
             .store(&message(DATA, Some(id.to_string())))
             .await
             .unwrap();
-        assert_eq!(stored.key, format!("emails/{id}.json"));
+        let seconds = id.unix_millis() / 1000;
+        assert_eq!(stored.key, format!("emails/{seconds}-{id}.json"));
         assert_eq!(stored.outcome, PutOutcome::Created);
         let object = &bucket.objects()[&stored.key];
         assert_eq!(object.body, DATA.as_bytes());
@@ -142,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn redelivery_never_writes_twice() {
         let bucket = Arc::new(MemoryBucket::default());
-        let storer = Storer::new(bucket.clone(), "p/");
+        let storer = Storer::new(bucket.clone(), KeyPrefix::parse("p/").unwrap());
         let foreign = message(DATA, None);
         let first = storer.store(&foreign).await.unwrap();
         let again = storer.store(&foreign).await.unwrap();
@@ -154,18 +210,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_forged_id_attribute_cannot_shape_the_key() {
-        let storer = Storer::new(Arc::new(MemoryBucket::default()), DEFAULT_PREFIX);
+        let storer = Storer::new(Arc::new(MemoryBucket::default()), KeyPrefix::default());
         let (id, object) = storer
             .object_for(&message(DATA, Some("../../x".into())))
             .unwrap();
-        assert_eq!(object.key, format!("emails/{id}.json"));
+        assert_eq!(object.key, format!("emails/1732780800-{id}.json"));
         assert_eq!(id.unix_millis(), 1_732_780_800_000);
     }
 
     #[tokio::test]
     async fn unstorable_messages_are_poison_and_bucket_failures_are_not() {
         let bucket = Arc::new(MemoryBucket::default());
-        let storer = Storer::new(bucket.clone(), DEFAULT_PREFIX);
+        let storer = Storer::new(bucket.clone(), KeyPrefix::default());
         for body in ["not json", "[]", r#"{"email_subject":"x"}"#] {
             assert!(matches!(
                 storer.store(&message(body, None)).await,
@@ -178,5 +234,36 @@ mod tests {
             Err(StoreError::Bucket(_))
         ));
         assert!(bucket.objects().is_empty());
+    }
+
+    #[test]
+    fn keys_sort_after_the_original_ones_and_by_arrival() {
+        let prefix = KeyPrefix::default();
+        // The original's newest kind of key, and ours from the same second on.
+        let original = "emails/1732780800-ffffffffffffffffffffffffffffffff.json";
+        let ids: Vec<EmailId> = (0..100).map(|_| EmailId::new()).collect();
+        let keys: Vec<String> = ids.iter().map(|id| prefix.key(id)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "in arrival order");
+        assert!(keys.iter().all(|k| k.as_str() > original));
+    }
+
+    #[test]
+    fn prefixes_that_no_bucket_can_hold_are_refused() {
+        for good in ["emails/", "", "emails", "a/b/c-", "tenant.1/emails/", "..x"] {
+            assert!(KeyPrefix::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "/emails/",
+            "a//b/",
+            "../emails/",
+            "a/./b/",
+            "e\nmails/",
+            "e\u{7f}/",
+        ] {
+            assert!(KeyPrefix::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(KeyPrefix::parse(&"x".repeat(KeyPrefix::MAX_LEN + 1)).is_err());
     }
 }

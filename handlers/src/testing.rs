@@ -37,6 +37,7 @@ pub struct MemoryQueue {
     fail_deletes: AtomicBool,
     send_calls: Mutex<Vec<usize>>,
     receive_calls: AtomicUsize,
+    redeliveries: AtomicUsize,
 }
 
 impl Default for MemoryQueue {
@@ -59,6 +60,7 @@ impl MemoryQueue {
             fail_deletes: AtomicBool::new(false),
             send_calls: Mutex::default(),
             receive_calls: AtomicUsize::new(0),
+            redeliveries: AtomicUsize::new(0),
         }
     }
 
@@ -120,6 +122,11 @@ impl MemoryQueue {
     }
 
     /// The highest receive count of any message still on the queue.
+    /// Receives of a message received before, deleted since or not.
+    pub fn redeliveries(&self) -> usize {
+        self.redeliveries.load(Ordering::Relaxed)
+    }
+
     pub fn max_receive_count(&self) -> u32 {
         let entries = self.entries.lock().unwrap();
         entries.iter().map(|e| e.receive_count).max().unwrap_or(0)
@@ -152,6 +159,9 @@ impl MemoryQueue {
                 continue;
             }
             e.receive_count += 1;
+            if e.receive_count > 1 {
+                self.redeliveries.fetch_add(1, Ordering::Relaxed);
+            }
             e.invisible_until = Some(now + self.visibility);
             let receipt = format!("r-{}", self.next.fetch_add(1, Ordering::Relaxed));
             e.receipt = Some(receipt.clone());
@@ -173,10 +183,10 @@ impl Queue for MemoryQueue {
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         let mut hold = self.hold.subscribe();
         let _ = hold.wait_for(|held| !held).await;
-        if self.hold_next.swap(false, Ordering::Relaxed) {
-            if let Ok(permit) = self.released.acquire().await {
-                permit.forget();
-            }
+        if self.hold_next.swap(false, Ordering::Relaxed)
+            && let Ok(permit) = self.released.acquire().await
+        {
+            permit.forget();
         }
         self.send_calls.lock().unwrap().push(messages.len());
         if self.fail_sends.load(Ordering::Relaxed) {
@@ -248,8 +258,8 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
-    async fn check(&self) -> Result<(), QueueError> {
-        Ok(())
+    async fn visibility_timeout(&self) -> Result<Duration, QueueError> {
+        Ok(self.visibility)
     }
 }
 
@@ -260,9 +270,15 @@ pub struct MemoryBucket {
     fail_every: AtomicUsize,
     failing: AtomicBool,
     calls: AtomicUsize,
+    delay: Mutex<Duration>,
 }
 
 impl MemoryBucket {
+    /// How long each put takes from now on (a slow bucket).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
     /// Fails every n-th put (0: never).
     pub fn fail_every(&self, n: usize) {
         self.fail_every.store(n, Ordering::Relaxed);
@@ -286,8 +302,12 @@ impl MemoryBucket {
 impl Bucket for MemoryBucket {
     async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let every = self.fail_every.load(Ordering::Relaxed);
-        if self.failing.load(Ordering::Relaxed) || (every > 0 && call % every == 0) {
+        if self.failing.load(Ordering::Relaxed) || (every > 0 && call.is_multiple_of(every)) {
             return Err(BucketError("injected put failure".into()));
         }
         let mut objects = self.objects.lock().unwrap();
@@ -299,10 +319,12 @@ impl Bucket for MemoryBucket {
     }
 }
 
-/// A secret store whose value can change and whose reads are counted.
+/// A secret store whose value can change, whose reads are counted, and
+/// which can be slow to answer.
 pub struct CountingSecret {
     value: Mutex<Result<String, SecretError>>,
     reads: AtomicUsize,
+    delay: Mutex<Duration>,
 }
 
 impl CountingSecret {
@@ -310,11 +332,17 @@ impl CountingSecret {
         Self {
             value: Mutex::new(Ok(value.into())),
             reads: AtomicUsize::new(0),
+            delay: Mutex::new(Duration::ZERO),
         }
     }
 
     pub fn set(&self, value: Result<&str, SecretError>) {
         *self.value.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    /// How long each read takes from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 
     pub fn reads(&self) -> usize {
@@ -326,6 +354,10 @@ impl CountingSecret {
 impl SecretSource for CountingSecret {
     async fn fetch(&self) -> Result<String, SecretError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.value.lock().unwrap().clone()
     }
 }

@@ -416,7 +416,7 @@ impl Stack {
         let objects = self.objects().await;
         assert_eq!(objects.len(), posted.len(), "exactly one object per email");
         for (id, data) in posted {
-            let key = format!("emails/{id}.json");
+            let key = object_key(id);
             assert_eq!(
                 objects.get(&key).map(Vec::as_slice),
                 Some(data.as_bytes()),
@@ -642,6 +642,21 @@ pub fn envelope(data: &str, token: &str) -> String {
 /// The worker process.
 pub fn start_worker(env: &[(String, String)]) -> Process {
     Process::spawn("queue2bucket worker", command(&["worker"], env))
+}
+
+/// The key the API's email `id` is stored under with the default prefix:
+/// `emails/<unix-seconds>-<id>.json`, the seconds read from the UUIDv7 (its
+/// first 48 bits are Unix milliseconds). Worked out here independently of
+/// the code under test.
+pub fn object_key(id: &str) -> String {
+    format!("emails/{}", object_file(id))
+}
+
+/// The file name part of [`object_key`].
+pub fn object_file(id: &str) -> String {
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    let millis = u64::from_str_radix(&hex, 16).unwrap_or_else(|_| panic!("not a UUID: {id}"));
+    format!("{}-{id}.json", millis / 1000)
 }
 
 /// `a ++ b`, for building environments.

@@ -12,15 +12,17 @@
 //!   queue, both on moto.
 //!
 //! Every target must give the expected status and body; and all targets must
-//! give the same answer to the same request.
+//! give the same answer to the same request. And every function answers by
+//! its invocation's deadline when AWS does not answer at all.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use handlers::id::EmailId;
+use integration::fault::{FaultProxy, Faults, Service};
 use integration::lambda::{FakeRuntime, Outcome};
 use integration::{
     Api, DATA, Moto, Process, Stack, StackOptions, bin_path, env_of, envelope, eventually,
@@ -552,7 +554,7 @@ fn expected_key(case: &MessageCase, message_id: &str, sent_at_ms: u64) -> String
         Some(id) => id.clone(),
         None => EmailId::derived(message_id, sent_at_ms).to_string(),
     };
-    format!("emails/{id}.json")
+    integration::object_key(&id)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -662,7 +664,7 @@ async fn messages_become_the_same_objects_on_every_target() {
     for case in table.iter().filter(|c| c.stored) {
         let key = match &case.email_id {
             // Same id, same key and body as the SQS function wrote.
-            Some(id) => format!("emails/{id}.json"),
+            Some(id) => integration::object_key(id),
             None => continue,
         };
         let here = fargate_stack.object(&key).await;
@@ -738,7 +740,7 @@ async fn the_functions_run_against_the_local_mode() {
             &[],
         ),
     );
-    let file = dir.join(format!("bucket/emails/{id}.json"));
+    let file = dir.join("bucket").join(integration::object_key(&id));
     eventually("the file", Duration::from_secs(20), || {
         let found = std::fs::read(&file).ok();
         async move { found }
@@ -764,7 +766,8 @@ async fn the_functions_run_against_the_local_mode() {
     let first =
         sample("sqs.json")["Records"][0]["messageAttributes"]["q2b-id"]["stringValue"].clone();
     assert!(
-        dir.join(format!("bucket/emails/{}.json", first.as_str().unwrap()))
+        dir.join("bucket")
+            .join(integration::object_key(first.as_str().unwrap()))
             .exists()
     );
     for p in [&api, &dev, &worker] {
@@ -772,4 +775,98 @@ async fn the_functions_run_against_the_local_mode() {
     }
     drop((api, dev, worker));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lambda's function timeout, as the local Runtime API models it: with SQS
+/// and S3 blackholed (connections accepted, never answered), each function
+/// still answers within its invocation's deadline: the HTTP function a 503
+/// that clients retry, on every event shape, and the SQS function the
+/// records it could not store. Without that, Lambda would kill them: an ALB
+/// then answers 502, and an SQS event source retries every record.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_functions_answer_within_their_deadline_when_aws_hangs() {
+    let moto = Moto::start().await;
+    let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    for service in [Service::Sqs, Service::S3] {
+        let blackhole = Faults {
+            blackhole: true,
+            ..Faults::default()
+        };
+        proxy.set(service, blackhole);
+    }
+    let timeout = Duration::from_secs(3);
+
+    let runtime = FakeRuntime::start().await;
+    let mut command = integration::command_at(
+        &bin_path("queue2bucket-api"),
+        &[],
+        &env_of(&[
+            &moto.env(),
+            &proxy.env(),
+            &stack.api_env(),
+            &runtime.env("queue2bucket-api"),
+        ]),
+    );
+    command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+    let api = Process::spawn("queue2bucket-api", command);
+    let post = cases(&stack.token)
+        .into_iter()
+        .find(|c| matches!(c.expect, Expect::Queued))
+        .expect("a valid email in the table");
+    for kind in [
+        EventKind::Alb,
+        EventKind::ApiGatewayV1,
+        EventKind::ApiGatewayV2,
+        EventKind::FunctionUrl,
+    ] {
+        let started = Instant::now();
+        let outcome = runtime
+            .invoke_with_timeout(&http_event(kind, &post, false), timeout)
+            .await;
+        assert_ne!(
+            outcome,
+            Outcome::TimedOut,
+            "{kind:?}: killed at the deadline"
+        );
+        let (status, body, headers) = http_response(outcome);
+        assert_eq!(status, 503, "{kind:?}: {body}");
+        assert!(headers.contains_key("retry-after"), "{kind:?}");
+        assert!(started.elapsed() < timeout, "{kind:?}");
+    }
+    api.assert_no_panic();
+
+    let runtime = FakeRuntime::start().await;
+    let worker = Process::spawn(
+        "queue2bucket-worker",
+        integration::command_at(
+            &bin_path("queue2bucket-worker"),
+            &[],
+            &env_of(&[
+                &moto.env(),
+                &proxy.env(),
+                &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
+                &runtime.env("queue2bucket-worker"),
+            ]),
+        ),
+    );
+    let storable: Vec<MessageCase> = message_cases().into_iter().filter(|c| c.stored).collect();
+    let (event, mut message_ids) = sqs_event(&storable, 1);
+    let started = Instant::now();
+    let outcome = runtime.invoke_with_timeout(&event, timeout).await;
+    let Outcome::Response(bytes) = outcome else {
+        panic!("the SQS function did not answer in time: {outcome:?}");
+    };
+    assert!(started.elapsed() < timeout);
+    let response: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut failed: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect();
+    failed.sort();
+    message_ids.sort();
+    assert_eq!(failed, message_ids, "every record reported for a retry");
+    worker.assert_no_panic();
 }

@@ -181,7 +181,12 @@ async fn send_receive_delete() {
         );
         tokio::time::sleep(VISIBILITY + Duration::from_millis(200)).await;
         assert_empty(q, b.name).await;
-        q.check().await.unwrap();
+        assert_eq!(
+            q.visibility_timeout().await.unwrap(),
+            VISIBILITY,
+            "{}",
+            b.name
+        );
     }
 }
 

@@ -275,7 +275,7 @@ async fn a_thousand_emails_through_kills_and_outages_are_each_stored_once() {
             let keys = stack.keys().await;
             accepted
                 .keys()
-                .all(|id| keys.contains(&format!("emails/{id}.json")))
+                .all(|id| keys.contains(&integration::object_key(id)))
                 .then_some(())
         },
     )
@@ -287,7 +287,7 @@ async fn a_thousand_emails_through_kills_and_outages_are_each_stored_once() {
     let objects = stack.objects().await;
     for (id, data) in &accepted {
         assert_eq!(
-            objects[&format!("emails/{id}.json")],
+            objects[&integration::object_key(id)],
             data.as_bytes(),
             "{id}"
         );

@@ -76,7 +76,7 @@ async fn the_banner_says_how_to_use_it_and_the_curl_works() {
     let (status, body) = post(&dev.url, DATA).await;
     assert_eq!(status, 200, "{body}");
     let id = body["id"].as_str().unwrap();
-    let path = dir.join(format!("bucket/emails/{id}.json"));
+    let path = dir.join("bucket").join(integration::object_key(id));
     eventually("the file", Duration::from_secs(10), || {
         let found = std::fs::read(&path).ok();
         async move { found }
@@ -163,13 +163,13 @@ async fn sigkill_mid_backlog_loses_and_duplicates_nothing() {
         || {
             let all = accepted
                 .keys()
-                .all(|id| bucket.join(format!("{id}.json")).exists());
+                .all(|id| bucket.join(integration::object_file(id)).exists());
             async move { all.then_some(()) }
         },
     )
     .await;
     for (id, data) in &accepted {
-        let stored = std::fs::read(bucket.join(format!("{id}.json"))).unwrap();
+        let stored = std::fs::read(bucket.join(integration::object_file(id))).unwrap();
         assert_eq!(stored, data.as_bytes(), "{id}");
     }
     let stored = files(&dir.join("bucket"));

@@ -2,8 +2,10 @@
 //! real AWS SDK clients, over HTTP and the AWS protocols.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integration::fault::{FaultProxy, Service};
 use integration::{
     Api, DATA, Moto, Stack, StackOptions, command, env_of, envelope, eventually, free_port,
     start_worker,
@@ -27,7 +29,7 @@ async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "queued");
     let id = body["id"].as_str().expect("id").to_owned();
-    let key = format!("emails/{id}.json");
+    let key = integration::object_key(&id);
     let stored = eventually("the object", Duration::from_secs(10), || stack.object(&key)).await;
     let latency = started.elapsed();
     assert_eq!(String::from_utf8(stored).unwrap(), data);
@@ -62,7 +64,7 @@ async fn a_posted_email_lands_in_the_bucket_byte_for_byte() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let key = format!("emails/{}.json", body["id"].as_str().unwrap());
+    let key = integration::object_key(body["id"].as_str().unwrap());
     let stored = eventually("the second object", Duration::from_secs(10), || {
         stack.object(&key)
     })
@@ -230,31 +232,119 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
     );
 }
 
+/// Token rotation as clients live it: the parameter changes while clients
+/// already send the new value, just after a flood of bad tokens made the
+/// API read SSM. Not one request with the new value is refused; the old
+/// value keeps working until the cache expires; the flood never makes the
+/// API read SSM more than once a second (reads counted at a proxy in front
+/// of SSM).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rotated_token_is_accepted_without_restart() {
+async fn a_rotated_token_is_accepted_at_once_and_bad_tokens_cannot_flood_ssm() {
     let moto = Moto::start().await;
     let mut stack = stack(&moto, StackOptions::default()).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let ttl = Duration::from_secs(6);
     let api = Api::start(&env_of(&[
         &moto.env(),
+        &proxy.env(),
         &stack.api_env(),
-        &[("TOKEN_REFRESH_INTERVAL".into(), "1".into())],
+        &[("TOKEN_CACHE_TTL".into(), ttl.as_secs().to_string())],
     ]))
     .await;
     let old = stack.token.clone();
     assert_eq!(api.submit(DATA, &old).await.0, 200);
+
+    // Bad tokens, four at a time, for the whole test.
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut flood = tokio::task::JoinSet::new();
+    for client in 0..4 {
+        let (url, flooding) = (api.url.clone(), flooding.clone());
+        flood.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let response = http
+                    .post(format!("{url}/email"))
+                    .header("content-type", "application/json")
+                    .body(envelope(DATA, &format!("guess-{client}-{n}")))
+                    .send()
+                    .await
+                    .expect("an answer");
+                answers.push(response.status().as_u16());
+            }
+            answers
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ssm_before, _) = proxy.counts(Service::Ssm);
+    let flood_started = Instant::now();
+
     stack.rotate_token("rotated-token").await;
-    // Within one refresh interval the new token is read and accepted.
-    eventually(
-        "the new token to be accepted",
-        Duration::from_secs(10),
-        || async { (api.submit(DATA, "rotated-token").await.0 == 200).then_some(()) },
-    )
-    .await;
+    let mut statuses = Vec::new();
+    let rotated = Instant::now();
+    while rotated.elapsed() < Duration::from_secs(3) {
+        let mut wave = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (url, token) = (api.url.clone(), "rotated-token");
+            wave.spawn(async move {
+                let http = reqwest::Client::new();
+                http.post(format!("{url}/email"))
+                    .header("content-type", "application/json")
+                    .body(envelope(DATA, token))
+                    .send()
+                    .await
+                    .expect("an answer")
+                    .status()
+                    .as_u16()
+            });
+        }
+        while let Some(status) = wave.join_next().await {
+            statuses.push(status.unwrap());
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "the new token was refused: {statuses:?}"
+    );
+    // Within the cache's lifetime the old token still works...
+    assert_eq!(
+        api.submit(DATA, &old).await.0,
+        200,
+        "the old token, in the TTL"
+    );
+
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut bad = Vec::new();
+    while let Some(answers) = flood.join_next().await {
+        bad.extend(answers.unwrap());
+    }
+    let flood_seconds = flood_started.elapsed().as_secs_f64();
+    let (ssm_after, _) = proxy.counts(Service::Ssm);
+    let reads = ssm_after - ssm_before;
+    // Each bad token waits for the next read (at most a second): four
+    // clients send about four a second.
+    assert!(
+        bad.len() >= 10,
+        "the flood sent only {} requests",
+        bad.len()
+    );
+    assert!(bad.iter().all(|s| *s == 401), "bad tokens: {bad:?}");
+    assert!(
+        reads as f64 <= flood_seconds + 2.0,
+        "{reads} SSM reads in {flood_seconds:.1} s of bad tokens"
+    );
+
+    // ...and once the TTL has passed since the last read that had it, not.
+    tokio::time::sleep(ttl).await;
     assert_eq!(
         api.submit(DATA, &old).await.0,
         401,
-        "the old token is refused"
+        "the old token, after the TTL"
     );
+    assert_eq!(api.submit(DATA, "rotated-token").await.0, 200);
+    api.process.assert_no_panic();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -336,7 +426,7 @@ async fn a_poison_message_goes_to_the_dlq_and_does_not_block_others() {
     .await;
     let keys: HashSet<String> = stack.keys().await.into_iter().collect();
     for id in &ids {
-        assert!(keys.contains(&format!("emails/{id}.json")));
+        assert!(keys.contains(&integration::object_key(id)));
     }
     eventually(
         "both poison messages in the DLQ",

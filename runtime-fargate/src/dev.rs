@@ -131,13 +131,13 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
     let ingest = local::ingest(queue.clone(), token.clone());
     let router = api::router(ingest, (&args.limits).into());
     let addr = SocketAddr::new(args.host, args.server.listen.port);
-    let server = Server::bind(addr, router, args.server.header_timeout)
+    let server = Server::bind(addr, router, args.server.idle_limits())
         .await
         .map_err(|e| DevError::Bind(addr, e))?;
     let addr = server.local_addr().map_err(DevError::Serve)?;
 
     let prefix = &args.keys.s3_key_prefix;
-    let storer = Arc::new(Storer::new(bucket, prefix));
+    let storer = Arc::new(Storer::new(bucket, prefix.clone()));
     let on_stored: worker::OnStored =
         Arc::new(|stored, message| print_stored(stored, &message.body));
     let worker = tokio::spawn(worker::run(
@@ -159,7 +159,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         queue = dir.queue_path().display(),
         bucket = dir
             .bucket_path()
-            .join(prefix)
+            .join(prefix.as_str())
             .display()
             .to_string()
             .trim_end_matches('/'),

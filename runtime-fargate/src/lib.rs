@@ -1,5 +1,6 @@
 //! Queue2Bucket on ECS Fargate: the `queue2bucket` command line ([`cli`]),
-//! the HTTP server in front of the shared API router ([`server`]), the SQS
+//! the HTTP server in front of the shared API router ([`server`],
+//! with its connection timeouts in [`idle`]), the SQS
 //! poll loop ([`worker`]), their start-up ([`startup`]) and shutdown
 //! ([`shutdown`]), the container health check ([`health`]) and the local
 //! mode ([`dev`]). The shared core is the `handlers` crate.
@@ -8,6 +9,7 @@ pub mod cli;
 #[cfg(feature = "local")]
 pub mod dev;
 pub mod health;
+pub mod idle;
 pub mod manifest;
 pub mod server;
 pub mod settings;

@@ -1,9 +1,13 @@
 //! The HTTP/1.1 server in front of the API router. Unlike a plain
-//! `axum::serve`, it bounds how long a client may take to send its headers,
-//! so that slow or idle connections cannot pile up (request bodies are
-//! bounded by the router's request timeout).
+//! `axum::serve`, it times quiet connections by what they wait for
+//! ([`crate::idle`]): a request head must arrive promptly, an idle
+//! keep-alive connection outlives the load balancer's idle timeout, and a
+//! request body is bounded by the router's request timeout. On shutdown it
+//! closes the listening socket at once, lets requests in flight finish, and
+//! closes idle connections.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,24 +20,26 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::idle::{Counted, IdleLimits, Tracker, Watched};
+
 /// An HTTP/1.1 server bound and ready to run.
 pub struct Server {
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: IdleLimits,
 }
 
 impl Server {
     pub async fn bind(
         addr: SocketAddr,
         router: Router,
-        header_timeout: Duration,
+        limits: IdleLimits,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
             router,
-            header_timeout,
+            limits,
         })
     }
 
@@ -43,15 +49,22 @@ impl Server {
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            limits,
+        } = self;
         let mut http = hyper::server::conn::http1::Builder::new();
+        // Quiet connections are timed by `Watched`: hyper's own header
+        // timeout would also end idle keep-alive connections.
         http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            .header_read_timeout(None)
             .keep_alive(true);
         let graceful = GracefulShutdown::new();
         loop {
             let stream = tokio::select! {
                 () = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     // Out of file descriptors and the like: wait, don't spin.
                     Err(e) => {
@@ -62,16 +75,22 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
+            let tracker = Arc::new(Tracker::default());
             let service = TowerToHyperService::new(
-                self.router
+                router
                     .clone()
                     .map_request(|r: http::Request<Incoming>| r.map(Body::new)),
             );
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let io = TokioIo::new(Watched::new(stream, tracker.clone(), limits));
+            let service = Counted::new(service, tracker);
+            let connection = graceful.watch(http.serve_connection(io, service));
             tokio::spawn(connection);
         }
-        // Requests in flight finish (each within the request timeout);
-        // idle keep-alive connections are closed.
+        // New connections are refused from now on (a load balancer that
+        // still tries this task fails over at once), while the requests in
+        // flight finish, each within the request timeout; idle keep-alive
+        // connections are closed.
+        drop(listener);
         graceful.shutdown().await;
         Ok(())
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs, seconds};
 
+use crate::idle::IdleLimits;
+
 /// Where the API listens (and where the health check looks).
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
@@ -22,9 +24,22 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub listen: PortArgs,
 
-    /// Seconds a client may take to send a request's headers before the connection is closed.
+    /// Seconds a client may take to send a request's head (from a new connection, or from a request's first byte) before the connection is closed.
     #[arg(long, env = "HEADER_TIMEOUT", value_name = "HEADER_TIMEOUT", default_value = "5", value_parser = seconds(1, 300))]
     pub header_timeout: Duration,
+
+    /// Seconds an idle keep-alive connection stays open between requests; keep it above the load balancer's idle timeout (an ALB's is 60 s by default), or the balancer may reuse a connection as it closes and answer 502.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", value_name = "KEEP_ALIVE_TIMEOUT", default_value = "75", value_parser = seconds(1, 4_000))]
+    pub keep_alive_timeout: Duration,
+}
+
+impl ServerArgs {
+    pub fn idle_limits(&self) -> IdleLimits {
+        IdleLimits {
+            header_timeout: self.header_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+        }
+    }
 }
 
 /// The poll loop's settings.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use handlers::api;
 use handlers::aws::AwsTuning;
-use handlers::queue::Queue;
 use handlers::queue::sqs::SqsQueue;
 use handlers::startup::{aws_ingest, aws_storer, sdk_config};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +29,7 @@ pub async fn run_api(args: ApiArgs, shutdown: CancellationToken) -> std::io::Res
     });
     let addr = SocketAddr::from(([0, 0, 0, 0], args.server.listen.port));
     let router = api::router(ingest, (&args.limits).into());
-    let server = Server::bind(addr, router, args.server.header_timeout).await?;
+    let server = Server::bind(addr, router, args.server.idle_limits()).await?;
     tracing::info!(addr = %server.local_addr()?, "listening");
     server.run(shutdown).await
 }
@@ -46,12 +45,6 @@ pub async fn run_worker(
         &args.sqs_queue_url,
         AwsTuning::WORKER,
     ));
-    // A queue that cannot be reached now is worth a warning, not an exit: the
-    // loop backs off and retries.
-    match queue.check().await {
-        Ok(()) => tracing::info!("queue reachable; polling"),
-        Err(e) => tracing::warn!(error = %e, "queue not reachable yet; polling anyway"),
-    }
     let storer = aws_storer(&args.store, &sdk);
     worker::run(
         queue,

@@ -10,12 +10,18 @@
 //!   back later and is recognised as already stored.
 //! - A message that can never be stored is left alone: the queue's redrive
 //!   policy moves it to the dead-letter queue after its maximum receives.
+//! - While a loop works on a message, it keeps the message hidden on the
+//!   queue: its visibility is renewed, concurrently with the work, at a third
+//!   of the queue's visibility timeout and then every [`HOLD_VISIBILITY`] / 3,
+//!   so that however long a store takes (a slow bucket, its timeouts and
+//!   retries), the message is never delivered to a second consumer meanwhile;
+//!   the two thirds left cover a slow renewal call.
 //! - When the bucket fails, the loop keeps the messages it holds and retries
-//!   them itself, with exponential back-off and jitter, keeping them hidden on
-//!   the queue meanwhile; the other loops stop receiving until it succeeds. So
-//!   an outage neither spins a core nor burns receives, which would send
-//!   accepted emails to the dead-letter queue. After [`MAX_HOLD`] a message is
-//!   handed back to the queue (one receive used).
+//!   them itself, with exponential back-off and jitter, still hidden; the
+//!   other loops stop receiving until it succeeds. So an outage neither spins
+//!   a core nor burns receives, which would send accepted emails to the
+//!   dead-letter queue. After [`MAX_HOLD`] a message is handed back to the
+//!   queue (one receive used).
 //! - On shutdown, loops finish the receive under way (whatever the queue
 //!   handed out is processed, not left hidden), store and delete it, hand back
 //!   what they could not store, and return.
@@ -37,8 +43,12 @@ use crate::settings::PollArgs;
 /// Longest a loop holds a message it cannot store before handing it back.
 pub const MAX_HOLD: Duration = Duration::from_secs(300);
 
-/// How long a held message is hidden for at a time; renewed at half-time.
-const HOLD_VISIBILITY: Duration = Duration::from_secs(60);
+/// How long a held message is hidden for at each renewal.
+pub const HOLD_VISIBILITY: Duration = Duration::from_secs(60);
+
+/// The visibility timeout assumed when the queue's cannot be read at start:
+/// short, so that renewals come early rather than late.
+const ASSUMED_VISIBILITY: Duration = Duration::from_secs(10);
 
 /// Longest pause between two store attempts of a held message.
 const RETRY_CAP: Duration = Duration::from_secs(30);
@@ -102,6 +112,8 @@ struct Context {
     queue: Arc<dyn Queue>,
     storer: Arc<Storer>,
     config: WorkerConfig,
+    /// The queue's own visibility timeout, which a received message starts with.
+    visibility: Duration,
     on_stored: Option<OnStored>,
     gate: Gate,
 }
@@ -116,10 +128,26 @@ pub async fn run(
     on_stored: Option<OnStored>,
     shutdown: CancellationToken,
 ) -> Result<(), LoopPanicked> {
+    // A queue that cannot be reached now is worth a warning, not an exit: the
+    // loops back off and retry.
+    let visibility = match queue.visibility_timeout().await {
+        Ok(visibility) => {
+            tracing::info!(
+                visibility_timeout_s = visibility.as_secs(),
+                "queue reachable; polling"
+            );
+            visibility
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queue not reachable yet; polling anyway");
+            ASSUMED_VISIBILITY
+        }
+    };
     let context = Arc::new(Context {
         queue,
         storer,
         config,
+        visibility,
         on_stored,
         gate: Gate {
             failing: watch::channel(0).0,
@@ -180,60 +208,97 @@ async fn store_one(context: &Context, message: &ReceivedMessage) -> Outcome {
 
 /// Stores a batch, deletes what was stored, and holds on to what met a
 /// bucket failure, retrying it until it is stored, [`MAX_HOLD`] passes, or
-/// shutdown.
+/// shutdown; the messages not yet done are kept hidden all along.
 async fn process_batch(
     context: &Context,
     messages: Vec<ReceivedMessage>,
     shutdown: &CancellationToken,
 ) {
     let received_at = Instant::now();
-    let mut pending: Vec<&ReceivedMessage> = messages.iter().collect();
-    let mut backoff = Backoff::new(context.config.retry_base, RETRY_CAP);
-    let mut hidden_until: Option<Instant> = None;
-    let mut gate_entered = false;
+    let held: std::sync::Mutex<Vec<&ReceivedMessage>> =
+        std::sync::Mutex::new(messages.iter().collect());
+    let work = store_until_done(context, &held, received_at, shutdown);
+    let heartbeat = keep_hidden(context, &held, received_at);
+    let unstored = tokio::select! {
+        unstored = work => unstored,
+        () = heartbeat => Vec::new(),
+    };
+    hand_back(context, &unstored).await;
+}
+
+/// Renews the visibility of the messages in `held` until dropped.
+async fn keep_hidden(
+    context: &Context,
+    held: &std::sync::Mutex<Vec<&ReceivedMessage>>,
+    received_at: Instant,
+) {
+    let mut next = received_at + context.visibility / 3;
     loop {
+        tokio::time::sleep_until(next).await;
+        next = Instant::now() + HOLD_VISIBILITY / 3;
+        let receipts: Vec<String> = held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.receipt.clone())
+            .collect();
+        for receipt in receipts {
+            if let Err(e) = context.queue.retry_later(&receipt, HOLD_VISIBILITY).await {
+                tracing::warn!(error = %e, "could not extend the visibility of a held message");
+            }
+        }
+    }
+}
+
+/// The store-and-delete rounds of a batch; answers what is to be handed back.
+async fn store_until_done<'a>(
+    context: &Context,
+    held: &std::sync::Mutex<Vec<&'a ReceivedMessage>>,
+    received_at: Instant,
+    shutdown: &CancellationToken,
+) -> Vec<&'a ReceivedMessage> {
+    let set_held = |messages: Vec<&'a ReceivedMessage>| {
+        *held.lock().unwrap_or_else(|e| e.into_inner()) = messages;
+    };
+    let mut pending = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut backoff = Backoff::new(context.config.retry_base, RETRY_CAP);
+    let mut gate_entered = false;
+    let unstored = loop {
         let attempts = join_all(pending.iter().map(|m| store_one(context, m))).await;
         let mut stored = Vec::new();
         let mut failed = Vec::new();
         for (message, attempt) in pending.into_iter().zip(attempts) {
             match attempt {
-                Outcome::Stored => stored.push(message.receipt.as_str()),
+                Outcome::Stored => stored.push(message),
                 Outcome::Poison => {}
                 Outcome::Failed => failed.push(message),
             }
         }
-        delete_all(context, &stored).await;
+        // Stored and unstorable messages are no longer held: the latter come
+        // back after their visibility timeout, towards the dead-letter queue.
+        set_held(failed.clone());
+        let receipts: Vec<&str> = stored.iter().map(|m| m.receipt.as_str()).collect();
+        delete_all(context, &receipts).await;
         if failed.is_empty() {
-            break;
+            break Vec::new();
         }
         if !gate_entered {
             context.gate.enter();
             gate_entered = true;
         }
-        let now = Instant::now();
-        if shutdown.is_cancelled() || now.duration_since(received_at) >= MAX_HOLD {
-            hand_back(context, &failed).await;
-            break;
-        }
-        // Keep them hidden while retrying, whatever the queue's own
-        // visibility timeout is.
-        if hidden_until.is_none_or(|t| t.saturating_duration_since(now) < HOLD_VISIBILITY / 2) {
-            for m in &failed {
-                if let Err(e) = context.queue.retry_later(&m.receipt, HOLD_VISIBILITY).await {
-                    tracing::warn!(error = %e, "could not extend the visibility of a held message");
-                }
-            }
-            hidden_until = Some(now + HOLD_VISIBILITY);
+        if shutdown.is_cancelled() || received_at.elapsed() >= MAX_HOLD {
+            break failed;
         }
         tokio::select! {
             () = shutdown.cancelled() => {}
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
         pending = failed;
-    }
+    };
     if gate_entered {
         context.gate.leave();
     }
+    unstored
 }
 
 /// Makes held messages visible again at once, for another worker or later.
@@ -304,6 +369,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use handlers::store::KeyPrefix;
+
     use super::*;
     use handlers::id::EmailId;
     use handlers::queue::OutgoingMessage;
@@ -321,7 +388,7 @@ mod tests {
 
     fn start(queue: Arc<MemoryQueue>, bucket: Arc<MemoryBucket>, concurrency: usize) -> Fixture {
         let shutdown = CancellationToken::new();
-        let storer = Arc::new(Storer::new(bucket.clone(), "emails/"));
+        let storer = Arc::new(Storer::new(bucket.clone(), KeyPrefix::default()));
         let worker = tokio::spawn(run(
             queue.clone(),
             storer,
@@ -463,6 +530,21 @@ mod tests {
             .unwrap();
         assert_eq!(f.queue.len(), 5, "nothing deleted");
         assert_eq!(f.queue.visible_now(), 5, "all handed back at once");
+    }
+
+    #[tokio::test]
+    async fn messages_stay_hidden_while_a_slow_store_is_under_way() {
+        // Each put takes three visibility timeouts.
+        let queue = Arc::new(MemoryQueue::with_visibility(Duration::from_millis(300)));
+        enqueue(&queue, 5).await;
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.set_delay(Duration::from_millis(900));
+        let f = start(queue, bucket, 2);
+        until("the messages to be stored", || f.queue.is_empty()).await;
+        assert_eq!(f.queue.redeliveries(), 0, "received twice");
+        assert_eq!(f.bucket.put_calls(), 5, "stored more than once");
+        f.shutdown.cancel();
+        f.worker.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -7,8 +7,11 @@
 //!   ([`http`]), so the functions and the Fargate API cannot drift apart.
 //! - `queue2bucket-worker` runs the shared message-to-bucket step on each
 //!   record of an SQS event ([`sqs`]).
+//!
+//! Both work to the invocation's deadline ([`deadline`]).
 
 pub mod config;
+pub mod deadline;
 pub mod http;
 pub mod manifest;
 pub mod sqs;

@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use handlers::aws::AwsTuning;
 use handlers::queue::{ID_ATTRIBUTE, ReceivedMessage};
 use handlers::report::{self, Outcome};
@@ -52,8 +52,20 @@ fn received(record: SqsMessage) -> Option<ReceivedMessage> {
     })
 }
 
-/// Stores every record; answers the ids of those that were not stored.
-pub async fn handle(storer: &Storer, event: SqsEvent) -> SqsBatchResponse {
+/// Records stored at once.
+const CONCURRENCY: usize = 16;
+
+/// Stores every record it can by `deadline` (the invocation's, less the
+/// time to answer); answers the ids of those that were not stored, which
+/// the event source mapping makes visible again. A record is not started
+/// once the deadline has come, and one under way then is given up: the
+/// function answers in time, rather than being killed with every record of
+/// the batch counted as failed.
+pub async fn handle(
+    storer: &Storer,
+    event: SqsEvent,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
     let mut failures = Vec::new();
     let mut messages = Vec::with_capacity(event.records.len());
     for record in event.records {
@@ -64,13 +76,12 @@ pub async fn handle(storer: &Storer, event: SqsEvent) -> SqsBatchResponse {
             None => failures.push(String::new()),
         }
     }
-    let results = join_all(messages.iter().map(|m| async move {
-        let started = Instant::now();
-        let result = storer.store(m).await;
-        report::store_outcome(m, &result, started.elapsed())
-    }))
-    .await;
-    for (message, outcome) in messages.iter().zip(results) {
+    let outcomes: Vec<(&ReceivedMessage, Outcome)> = futures_util::stream::iter(&messages)
+        .map(|m| async move { (m, store_by(storer, m, deadline).await) })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for (message, outcome) in outcomes {
         if outcome != Outcome::Stored {
             failures.push(message.message_id.clone());
         }
@@ -87,11 +98,36 @@ pub async fn handle(storer: &Storer, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
+/// Stores one record unless the deadline has come, or comes first.
+async fn store_by(
+    storer: &Storer,
+    message: &ReceivedMessage,
+    deadline: Option<Instant>,
+) -> Outcome {
+    let started = Instant::now();
+    // Without a deadline, Lambda's longest function timeout bounds it.
+    let deadline = deadline.unwrap_or(started + std::time::Duration::from_secs(900));
+    match tokio::time::timeout_at(deadline, storer.store(message)).await {
+        Ok(result) => report::store_outcome(message, &result, started.elapsed()),
+        Err(_) => {
+            tracing::warn!(
+                message_id = message.message_id,
+                receive_count = message.receive_count,
+                outcome = "not stored by the invocation's deadline; will be retried",
+                "message"
+            );
+            Outcome::Failed
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use handlers::testing::MemoryBucket;
+
+    use handlers::store::KeyPrefix;
 
     use super::*;
 
@@ -119,6 +155,11 @@ mod tests {
         serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
 
+    /// No deadline, as a local emulator may give.
+    fn later() -> Option<Instant> {
+        None
+    }
+
     fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
         let mut ids: Vec<String> = response
             .batch_item_failures
@@ -132,8 +173,8 @@ mod tests {
     #[tokio::test]
     async fn exactly_the_records_that_failed_are_reported() {
         let bucket = Arc::new(MemoryBucket::default());
-        let storer = Storer::new(bucket.clone(), "emails/");
-        let response = handle(&storer, event(&[DATA, "not json", DATA, "[]"])).await;
+        let storer = Storer::new(bucket.clone(), KeyPrefix::default());
+        let response = handle(&storer, event(&[DATA, "not json", DATA, "[]"]), later()).await;
         assert_eq!(
             failed_ids(&response),
             vec![
@@ -148,15 +189,27 @@ mod tests {
     async fn bucket_failures_are_reported_and_retries_do_not_duplicate() {
         let bucket = Arc::new(MemoryBucket::default());
         bucket.fail_every(2);
-        let storer = Storer::new(bucket.clone(), "emails/");
-        let first = handle(&storer, event(&[DATA, DATA, DATA, DATA])).await;
+        let storer = Storer::new(bucket.clone(), KeyPrefix::default());
+        let first = handle(&storer, event(&[DATA, DATA, DATA, DATA]), later()).await;
         assert_eq!(first.batch_item_failures.len(), 2);
         assert_eq!(bucket.objects().len(), 2);
         bucket.fail_every(0);
         // Lambda retries the whole event's failed records, and may redeliver
         // the others too: either way, one object per message.
-        let again = handle(&storer, event(&[DATA, DATA, DATA, DATA])).await;
+        let again = handle(&storer, event(&[DATA, DATA, DATA, DATA]), later()).await;
         assert!(again.batch_item_failures.is_empty());
         assert_eq!(bucket.objects().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_not_stored_by_the_deadline_are_reported_in_time() {
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.set_delay(std::time::Duration::from_secs(20));
+        let storer = Storer::new(bucket.clone(), KeyPrefix::default());
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_secs(2);
+        let response = handle(&storer, event(&[DATA, DATA, DATA]), Some(deadline)).await;
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+        assert_eq!(response.batch_item_failures.len(), 3);
     }
 }

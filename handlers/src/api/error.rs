@@ -25,6 +25,9 @@ pub enum ApiError {
     BodyUnreadable,
     #[error("the request took too long")]
     Timeout,
+    /// The runtime's deadline came before the answer.
+    #[error("the request could not be completed in time")]
+    OutOfTime,
     #[error("too many requests in progress")]
     Overloaded,
     #[error("no such resource")]
@@ -57,7 +60,7 @@ impl ApiError {
             Self::RepeatedAuthorization | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BadAuthorization => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::OutOfTime => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -121,6 +124,7 @@ mod tests {
             (ApiError::BodyTooLarge, 413),
             (ApiError::Timeout, 408),
             (ApiError::Overloaded, 503),
+            (ApiError::OutOfTime, 503),
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

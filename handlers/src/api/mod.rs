@@ -172,14 +172,25 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// When the runtime must have the answer: a Lambda invocation's deadline,
+/// less the time it takes to hand the answer back. A runtime that has one
+/// puts it in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub tokio::time::Instant);
+
 /// One log line per request (method, path, status, latency, and the email id
-/// or the error), and the request time limit.
+/// or the error), and the request's time limits: the request timeout (408,
+/// the client was too slow) and the runtime's deadline (503, retry).
 async fn log_request(request: Request, next: Next, timeout: Duration) -> Response {
     let started = tokio::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+    let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
+    let timed_out = started + timeout;
+    let limit = deadline.map_or(timed_out, |d| d.min(timed_out));
+    let response = match tokio::time::timeout_at(limit, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if deadline.is_some_and(|d| d < timed_out) => ApiError::OutOfTime.into_response(),
         Err(_) => ApiError::Timeout.into_response(),
     };
     let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;

@@ -4,9 +4,16 @@
 //! Each object is written to a temporary file in its destination directory,
 //! flushed to disk, then hard-linked to its key: `link` fails if the key
 //! exists, which gives S3's `If-None-Match: *` rule without a window in which
-//! a second writer could win. The directory is then flushed too, so a stored
-//! object survives a crash. Readers never see a partial file. S3 metadata has
-//! no place in a plain file and is not kept.
+//! a second writer could win. The directory is then flushed too (and so is
+//! the parent of any directory created on the way), so a stored object
+//! survives a crash; a key found already there is flushed the same way before
+//! it is reported, since the writer that linked it may have died before its
+//! own flush. Readers never see a partial file. S3 metadata has no place in a
+//! plain file and is not kept.
+//!
+//! Several processes may share a bucket directory (`queue2bucket dev` and the
+//! Lambda functions' local mode): a writer holds a lock on its temporary
+//! file, and only temporary files that nobody holds are removed as leftovers.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -22,8 +29,9 @@ pub struct DirBucket {
 
 impl DirBucket {
     /// Opens (creating) the directory, and removes temporary files that a
-    /// killed writer left behind: their objects were never linked to a key,
-    /// so their messages are still on the queue.
+    /// killed writer left behind (their objects were never linked to a key,
+    /// so their messages are still on the queue); a live writer's, locked,
+    /// are left alone.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BucketError> {
         let root = root.into();
         let error = |e: io::Error| BucketError(format!("{}: {e}", root.display()));
@@ -58,21 +66,31 @@ fn remove_leftovers(dir: &Path) -> io::Result<()> {
         if kind.is_dir() {
             remove_leftovers(&entry.path())?;
         } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            fs::remove_file(entry.path())?;
+            // A file that vanished meanwhile was its writer's to remove.
+            let Ok(file) = File::open(entry.path()) else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
     Ok(())
 }
 
-fn write_once(path: &Path, body: &[u8]) -> io::Result<PutOutcome> {
+fn write_once(root: &Path, path: &Path, body: &[u8]) -> io::Result<PutOutcome> {
+    let dir = path.parent().expect("keys have a parent: the root");
     if path.exists() {
+        flush_existing(path, dir)?;
         return Ok(PutOutcome::AlreadyExists);
     }
-    let dir = path.parent().expect("keys have a parent: the root");
-    fs::create_dir_all(dir)?;
+    create_dirs(root, dir)?;
     let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     let written = (|| {
-        let mut file = File::create(&temp)?;
+        let mut file = File::create_new(&temp)?;
+        // Held until the file is removed below, so that another process's
+        // clean-up leaves it alone.
+        file.lock()?;
         file.write_all(body)?;
         file.sync_all()?;
         match fs::hard_link(&temp, path) {
@@ -82,20 +100,50 @@ fn write_once(path: &Path, body: &[u8]) -> io::Result<PutOutcome> {
         }
     })();
     let _ = fs::remove_file(&temp);
-    let outcome = written?;
-    if outcome == PutOutcome::Created {
-        File::open(dir)?.sync_all()?;
+    match written? {
+        PutOutcome::Created => {
+            File::open(dir)?.sync_all()?;
+            Ok(PutOutcome::Created)
+        }
+        PutOutcome::AlreadyExists => {
+            flush_existing(path, dir)?;
+            Ok(PutOutcome::AlreadyExists)
+        }
     }
-    Ok(outcome)
+}
+
+/// Makes an object found at its key durable before it counts as stored.
+fn flush_existing(path: &Path, dir: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parent below `root`, flushing each new
+/// directory's entry in its parent.
+fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| p.starts_with(root)).unwrap_or(root);
+    if parent != dir {
+        create_dirs(root, parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[async_trait]
 impl Bucket for DirBucket {
     async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError> {
         let path = self.path_of(&object.key)?;
+        let root = self.root.clone();
         let body = object.body.clone();
         tokio::task::spawn_blocking(move || {
-            write_once(&path, &body).map_err(|e| BucketError(format!("{}: {e}", path.display())))
+            write_once(&root, &path, &body)
+                .map_err(|e| BucketError(format!("{}: {e}", path.display())))
         })
         .await
         .map_err(|e| BucketError(format!("write task: {e}")))?
@@ -113,5 +161,43 @@ mod tests {
             assert!(bucket.path_of(bad).is_err(), "{bad}");
         }
         assert!(bucket.path_of("emails/x.json").is_ok());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("q2b-dir-{name}-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn only_unheld_temporary_files_are_leftovers() {
+        let root = scratch("leftovers");
+        let emails = root.join("emails");
+        fs::create_dir_all(&emails).unwrap();
+        let orphan = emails.join(format!("{TEMP_PREFIX}orphan"));
+        let live = emails.join(format!("{TEMP_PREFIX}live"));
+        fs::write(&orphan, b"x").unwrap();
+        let held = File::create(&live).unwrap();
+        held.lock().unwrap();
+        DirBucket::open(&root).unwrap();
+        assert!(!orphan.exists(), "a dead writer's file is removed");
+        assert!(live.exists(), "a live writer's file is left alone");
+        drop(held);
+        DirBucket::open(&root).unwrap();
+        assert!(!live.exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn nested_keys_create_their_directories_and_write_once() {
+        let root = scratch("nested");
+        let path = root.join("a/b/c.json");
+        assert_eq!(write_once(&root, &path, b"1").unwrap(), PutOutcome::Created);
+        assert_eq!(
+            write_once(&root, &path, b"2").unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"1");
+        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -90,6 +90,8 @@ pub trait Queue: Send + Sync + 'static {
     /// Makes a received message visible again after `delay`.
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
 
-    /// Checks that the queue exists and can be reached.
-    async fn check(&self) -> Result<(), QueueError>;
+    /// The queue's visibility timeout: how long a received message stays
+    /// hidden unless its visibility is changed. Also checks that the queue
+    /// exists and can be reached.
+    async fn visibility_timeout(&self) -> Result<Duration, QueueError>;
 }

@@ -320,7 +320,7 @@ impl Queue for SqliteQueue {
         }
     }
 
-    async fn check(&self) -> Result<(), QueueError> {
-        self.depth().await.map(|_| ())
+    async fn visibility_timeout(&self) -> Result<Duration, QueueError> {
+        self.depth().await.map(|_| self.config.visibility_timeout)
     }
 }

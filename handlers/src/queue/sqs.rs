@@ -189,15 +189,22 @@ impl Queue for SqsQueue {
             .map_err(|e| QueueError(describe(&e)))
     }
 
-    async fn check(&self) -> Result<(), QueueError> {
-        self.client
+    async fn visibility_timeout(&self) -> Result<Duration, QueueError> {
+        let attributes = self
+            .client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::VisibilityTimeout)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| QueueError(describe(&e)))
+            .map_err(|e| QueueError(describe(&e)))?
+            .attributes
+            .unwrap_or_default();
+        attributes
+            .get(&QueueAttributeName::VisibilityTimeout)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .ok_or_else(|| QueueError("the queue did not say its visibility timeout".into()))
     }
 }
 

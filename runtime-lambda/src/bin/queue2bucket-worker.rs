@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use runtime_lambda::{manifest, sqs};
+use runtime_lambda::{deadline, manifest, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -13,7 +13,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let storer = sqs::storer().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let storer = storer.clone();
-        async move { Ok::<_, lambda_runtime::Error>(sqs::handle(&storer, event.payload).await) }
+        let deadline = deadline::of(&event.context);
+        async move {
+            Ok::<_, lambda_runtime::Error>(sqs::handle(&storer, event.payload, deadline).await)
+        }
     }))
     .await
 }
