@@ -435,14 +435,26 @@ variable "token_parameter_name" {
 }
 
 variable "api_token" {
-  description = "Initial value of the API token. Null generates a random 48-character token. Terraform ignores later changes to the parameter's value, so the token can be rotated outside Terraform."
+  description = "Token to write into the parameter when it is created or api_token_version changes. Null generates a random 48-character token. Ephemeral: never stored in the state or a plan."
   type        = string
   default     = null
   sensitive   = true
+  ephemeral   = true
 
   validation {
     condition     = var.api_token == null || try(length(var.api_token) >= 16, false)
     error_message = "api_token must be null or at least 16 characters long."
+  }
+}
+
+variable "api_token_version" {
+  description = "Version of the token Terraform writes. Terraform writes the parameter's value (api_token, or a new random token) only when the parameter is created or this number changes; raise it to rotate the token through Terraform. Rotations made outside Terraform are kept."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_token_version >= 1 && floor(var.api_token_version) == var.api_token_version
+    error_message = "api_token_version must be a positive integer."
   }
 }
 
