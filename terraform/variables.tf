@@ -156,13 +156,13 @@ variable "alb_idle_timeout" {
 # ---------------------------------------------------------------------------
 
 variable "image_tag" {
-  description = "Tag of the image in the ECR repository that both ECS services run (for example a git commit SHA). Required when hosting = \"fargate\"; tags are immutable, so \"latest\" is not accepted."
+  description = "Tag of an image in the ECR repository (a full commit SHA) that the task definition templates name, and so what the ECS services run when Terraform creates them. Afterwards the deploy workflow owns the running image and Terraform ignores it. Null (the default) names no image: services created before the first deploy start no task until it. Tags are immutable, so \"latest\" is not accepted."
   type        = string
   default     = null
 
   validation {
-    condition     = var.image_tag == null || (can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest")
-    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, '_', '.', '-') other than \"latest\"."
+    condition     = var.image_tag == null || try(can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && !contains(["latest", "undeployed"], var.image_tag), false)
+    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, '_', '.', '-') other than \"latest\" and \"undeployed\"."
   }
 }
 
