@@ -563,7 +563,7 @@ variable "lambda_worker_max_concurrency" {
 # ---------------------------------------------------------------------------
 
 variable "github_repository" {
-  description = "GitHub repository (\"owner/name\") whose workflows may assume the deploy and Terraform roles. Null creates no GitHub roles."
+  description = "GitHub repository (\"owner/name\") whose workflows may assume the deploy, Terraform, plan and system-test roles. Null creates no GitHub roles."
   type        = string
   default     = null
 
@@ -574,15 +574,43 @@ variable "github_repository" {
 }
 
 variable "github_branch" {
-  description = "Branch whose workflow runs may deploy and apply Terraform."
+  description = "Branch whose workflow runs may assume the system-test role (jobs without an environment present repo:<repository>:ref:refs/heads/<branch>)."
   type        = string
   default     = "main"
 }
 
-variable "github_environment" {
-  description = "GitHub environment name that deploy and apply jobs run in (their OIDC subject is then repo:<repository>:environment:<name>). Null when the jobs use no environment."
+variable "github_deploy_environment" {
+  description = "GitHub environment the release and deploy jobs run in; only jobs in it can assume the deploy role. Restrict its deployment branches to github_branch in the repository settings."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_deploy_environment))
+    error_message = "github_deploy_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
+  }
+}
+
+variable "github_terraform_environment" {
+  description = "GitHub environment the Terraform workflow's apply job runs in; only jobs in it can assume the Terraform role (broad rights). Give it required reviewers and restrict its deployment branches to github_branch in the repository settings."
+  type        = string
+  default     = "terraform"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_terraform_environment)) && var.github_terraform_environment != var.github_deploy_environment
+    error_message = "github_terraform_environment must be a GitHub environment name, different from github_deploy_environment (else deploy jobs could assume the Terraform role)."
+  }
+}
+
+variable "terraform_state_bucket" {
+  description = "S3 bucket holding this configuration's state (the backend's bucket). The plan role may read only the current state object in it, never older versions. Null: the plan role gets no state access."
   type        = string
   default     = null
+}
+
+variable "terraform_state_key" {
+  description = "Key of the state object in terraform_state_bucket (the backend's key)."
+  type        = string
+  default     = "queue2bucket/terraform.tfstate"
 }
 
 variable "create_github_oidc_provider" {
@@ -592,7 +620,7 @@ variable "create_github_oidc_provider" {
 }
 
 variable "terraform_role_policy_arns" {
-  description = "Managed policies attached to the role the Terraform workflow assumes to apply from the main branch. Applying this configuration creates IAM roles, so the role needs broad rights; the default is AdministratorAccess."
+  description = "Managed policies attached to the role the Terraform workflow's apply job assumes (environment github_terraform_environment). Applying this configuration creates IAM roles, so the role needs broad rights; the default is AdministratorAccess."
   type        = list(string)
   default     = ["arn:aws:iam::aws:policy/AdministratorAccess"]
 }
