@@ -5,7 +5,9 @@
 #
 #   scripts/deploy.sh ecs <image tag>     roll both ECS services out to <repo>:<tag>
 #   scripts/deploy.sh ecs running         roll both out to the image each runs now
-#                                         (after Terraform changed a template)
+#                                         (after Terraform changed a template); a
+#                                         service that never ran a released image
+#                                         gets the newest one in ECR
 #   scripts/deploy.sh lambda <zip dir>    update both functions' code from
 #                                         <zip dir>/queue2bucket-{api,worker}/bootstrap.zip
 #
@@ -79,8 +81,17 @@ deploy_ecs() {
       [ -n "$current" ] && [ "$current" != None ] || fail "service $service does not exist: has Terraform created it?"
       image=$(aws_ ecs describe-task-definition --task-definition "$current" \
         --query "taskDefinition.containerDefinitions[?name=='$container'] | [0].image" --output text)
-      [[ $image == "$repository_uri:"* && ${image##*:} =~ ^[0-9a-f]{40}$ ]] ||
-        fail "service $service runs '$image', not a released image: deploy a commit (scripts/deploy.sh ecs <sha>) first"
+      if ! [[ $image == "$repository_uri:"* && ${image##*:} =~ ^[0-9a-f]{40}$ ]]; then
+        # A service Terraform has just created (first apply, or a switch to
+        # Fargate) runs the template's placeholder: take the newest release.
+        local newest
+        newest=$(aws_ ecr describe-images --repository-name "$name" --output json |
+          jq -r '[.imageDetails[] | select(any(.imageTags[]?; test("^[0-9a-f]{40}$")))]
+                 | sort_by(.imagePushedAt) | last | (.imageTags // [])[] | select(test("^[0-9a-f]{40}$"))' | head -n1)
+        [ -n "$newest" ] || fail "service $service runs '$image' and ECR holds no released image: release a commit first"
+        echo "deploy: $service runs '$image', not a release; deploying the newest image in ECR, $newest"
+        image="$repository_uri:$newest"
+      fi
     else
       image="$repository_uri:$tag"
     fi
