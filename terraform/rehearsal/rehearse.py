@@ -140,6 +140,9 @@ KIND_OF = {
 ESM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 
+INIT_LOCK = threading.Lock()
+
+
 class Failure(Exception):
     """The rehearsal found something wrong."""
 
@@ -419,7 +422,10 @@ class Rehearsal:
         cli_config = self.tf_env.get("TF_CLI_CONFIG_FILE")
         if cli_config and not Path(cli_config).exists():
             self.tf_env.pop("TF_CLI_CONFIG_FILE")  # would only print a warning on every run
-        self.terraform(args, "init", timeout=600)
+        # One init at a time: without a provider mirror both hostings share the plugin cache,
+        # which Terraform does not lock.
+        with INIT_LOCK:
+            self.terraform(args, "init", timeout=600)
 
     def tf_vars(self) -> list[str]:
         args = ["-var-file=production.tfvars.json", f"-var=rehearsal_endpoint={self.endpoint}",
@@ -548,15 +554,43 @@ class Rehearsal:
     # --- 3. drift ------------------------------------------------------------------
 
     def check_no_drift(self) -> None:
-        # The pull-request plan, with the plan role (its calls are checked later).
-        code = self.terraform(["plan", "-refresh=false", "-lock=false", "-detailed-exitcode", "-no-color",
-                               *self.tf_vars()], "plan-pull-request", timeout=300, actor="plan", ok_codes=(0, 2))
-        self.check(code == 0, "the pull-request plan (-refresh=false) after a deploy shows changes: "
-                              + self.plan_summary("plan-pull-request"))
-        code = self.terraform(["plan", "-detailed-exitcode", "-no-color", *self.tf_vars()], "plan-apply-job",
-                              timeout=300, ok_codes=(0, 2))
-        self.check(code == 0, "the apply job's plan (with refresh) after a deploy shows changes: "
-                              + self.plan_summary("plan-apply-job"))
+        """The Terraform workflow's plan step (scripts/terraform-plan.sh), as each of its jobs runs it."""
+        rehearsal_vars = self.tf_vars()[1:]  # the script adds -var-file=production.tfvars.json itself
+        for label, actor, args in (("plan-pull-request", "plan", ["-refresh=false", "-lock=false"]),
+                                   ("plan-apply-job", "terraform", [])):
+            outputs = self.workflow_plan(label, actor, [*args, *rehearsal_vars])
+            self.check(outputs.get("exitcode") == "0",
+                       f"{label}: after a deploy the plan shows changes ({outputs.get('summary')}): "
+                       + self.plan_summary(label))
+            self.check(outputs.get("templates_changed") == "false",
+                       f"{label}: after a deploy the plan would register a new task definition template")
+
+    def workflow_plan(self, label: str, actor: str, args: list[str]) -> dict[str, str]:
+        github_output = self.dir / f"{label}.github-output"
+        env = dict(self.tf_env, AWS_ACCESS_KEY_ID=KEYS[actor], GITHUB_OUTPUT=str(github_output))
+        log = self.dir / f"terraform-{label}.log"
+        with open(log, "wb") as f:
+            try:
+                code = subprocess.run([str(REPO / "scripts" / "terraform-plan.sh"), *args], cwd=self.tf, env=env,
+                                      stdout=f, stderr=subprocess.STDOUT, timeout=300).returncode
+            except subprocess.TimeoutExpired:
+                raise Failure(f"scripts/terraform-plan.sh ({label}) did not finish within 300 s") from None
+        if code != 0:
+            raise Failure(f"scripts/terraform-plan.sh ({label}) exited with {code}:\n{tail(log, 40)}")
+        outputs, lines = {}, github_output.read_text().splitlines()
+        while lines:
+            line = lines.pop(0)
+            key, _, value = line.partition("=")
+            if "<<" in key:  # key<<DELIMITER ... DELIMITER
+                key, delimiter = key.split("<<", 1)
+                body = []
+                while lines and lines[0] != delimiter:
+                    body.append(lines.pop(0))
+                lines = lines[1:]
+                value = "\n".join(body)
+            outputs[key] = value
+        self.say(f"   {label}: {outputs.get('summary')} (scripts/terraform-plan.sh, {actor} role)")
+        return outputs
 
     def plan_summary(self, label: str) -> str:
         text = (self.dir / f"terraform-{label}.log").read_text(errors="replace")
