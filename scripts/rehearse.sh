@@ -7,7 +7,7 @@
 # and checks that nothing is left. No AWS account, no Docker. See the README's
 # Deployment section and terraform/rehearsal/rehearse.py.
 #
-#   scripts/rehearse.sh                     both hostings (about 4 minutes)
+#   scripts/rehearse.sh                     both hostings (about 5 minutes)
 #   scripts/rehearse.sh --hosting lambda    one hosting
 #   scripts/rehearse.sh --keep              keep logs and state of a passing run
 #

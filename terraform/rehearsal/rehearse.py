@@ -564,6 +564,30 @@ class Rehearsal:
                        + self.plan_summary(label))
             self.check(outputs.get("templates_changed") == "false",
                        f"{label}: after a deploy the plan would register a new task definition template")
+        self.check_lambda_zip_precondition()
+
+    def check_lambda_zip_precondition(self) -> None:
+        """Creating a function needs its zip, and the plan says so before changing anything; a plan
+        of functions that exist needs none (the deploy workflow owns their code)."""
+        missing = str(self.dir / "no-such-build")
+        args = ["plan", "-no-color", "-var-file=production.tfvars.json", f"-var=rehearsal_endpoint={self.endpoint}",
+                "-var=hosting=lambda", f"-var=lambda_api_zip={missing}/queue2bucket-api/bootstrap.zip",
+                f"-var=lambda_worker_zip={missing}/queue2bucket-worker/bootstrap.zip"]
+        if self.hosting == "fargate":
+            label = "plan-switch-to-lambda-without-zips"
+            code = self.terraform(args, label, timeout=300, ok_codes=(0, 1, 2))
+            text = (self.dir / f"terraform-{label}.log").read_text(errors="replace")
+            self.check(code == 1 and "needs its zip" in text,
+                       f"{label}: a switch to Lambda without the zips should fail at plan time with the "
+                       f"precondition's message (exit code {code}):\n{tail(self.dir / f'terraform-{label}.log', 15)}")
+            self.say("   a plan switching to Lambda without the zips fails at plan time, naming the zip to build")
+        else:
+            label = "plan-existing-functions-without-zips"
+            code = self.terraform([*args, "-refresh=false", "-detailed-exitcode"], label, timeout=300,
+                                  ok_codes=(0, 1, 2))
+            self.check(code == 0, f"{label}: a plan of existing functions needs no zip, but exited with {code}:\n"
+                                  f"{tail(self.dir / f'terraform-{label}.log', 15)}")
+            self.say("   a plan of the existing functions needs no zip")
 
     def workflow_plan(self, label: str, actor: str, args: list[str]) -> dict[str, str]:
         github_output = self.dir / f"{label}.github-output"
