@@ -15,7 +15,6 @@ acts on.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -321,6 +320,3 @@ def calls_from_log(lines: Iterable[str], account: str) -> list[tuple[dict[str, A
         out.extend((entry, implied) for implied in implied_calls(entry, call))
     return out
 
-
-def matches_any(patterns: Iterable[str], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in patterns)

@@ -30,7 +30,7 @@ import os
 import sys
 import threading
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 GAPS = [
     (
