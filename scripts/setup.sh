@@ -28,5 +28,8 @@ if ! cargo fuzz --version 2>/dev/null | grep -qF "$fuzz_version"; then
   cargo install --quiet --locked cargo-fuzz --version "$fuzz_version"
 fi
 
-command -v terraform >/dev/null || echo "setup: warning: 'terraform' is not on PATH; its checks will fail" >&2
-command -v shellcheck >/dev/null || echo "setup: note: shellcheck is not installed; actionlint skips shell checks (apt-get install shellcheck)" >&2
+command -v terraform >/dev/null || echo "setup: warning: 'terraform' is not on PATH; its checks and the rehearsal will fail" >&2
+# The deploy rehearsal (scripts/rehearse.sh) drives these as the workflows do.
+for tool in aws jq curl openssl; do
+  command -v "$tool" >/dev/null || echo "setup: warning: '$tool' is not on PATH; scripts/rehearse.sh needs it" >&2
+done

@@ -2,8 +2,9 @@
 # The one command that passes all the tests, locally and in CI:
 #   formatting, lints, unit tests, the black-box tests against moto on
 #   loopback (pipeline, contract, conformance, faults, hostile input), a
-#   schemathesis run, a bounded fuzzing run of the parser, and the offline checks of terraform/, the workflows and the
-#   Dockerfile. It installs what it needs into ./.venv first (scripts/setup.sh).
+#   schemathesis run, a bounded fuzzing run of the parser, the offline checks of terraform/, the workflows and the
+#   Dockerfile, and the deploy rehearsal (terraform/ applied to moto, the binaries run on what it created).
+#   It installs what it needs into ./.venv first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,10 @@ scripts/fuzz.sh
 step "terraform: fmt, validate, checkov, consistency with the binaries"
 Q2B_BIN_DIR=target/debug scripts/check-terraform.sh
 
-step "workflows and Dockerfile: actionlint, zizmor, hadolint"
+step "workflows and Dockerfile: actionlint (with shellcheck), zizmor, hadolint, structure"
 scripts/check-workflows.sh
+
+step "deploy rehearsal: terraform/ on moto, both hostings, the product run on what it created"
+Q2B_BIN_DIR=target/debug scripts/rehearse.sh
 
 printf '\nAll checks passed in %ss.\n' "$((SECONDS - started))"

@@ -2,6 +2,20 @@
 # The image's ENTRYPOINT is /usr/local/bin/queue2bucket; the services differ
 # only in the command ("api" or "worker").
 #
+# Who owns what runs: Terraform owns the task definition *templates* (one
+# family per service: roles, environment, command, sizes, logging) and the
+# services; the deploy workflow (scripts/deploy.sh) owns the running image.
+# A deploy registers a new revision from the family's newest revision with
+# only the image replaced, and points the service at it. Terraform therefore
+# ignores which revision a service runs (ignore_changes = [task_definition]),
+# and its template names the image_tag variable (null: a tag that names no
+# image) rather than the running image, so a plan after a deploy shows no
+# change. A template change Terraform applies reaches the running tasks
+# through a deploy: the Terraform workflow runs one (with the running image)
+# after every apply that registered a new template revision. Applies and
+# deploys share one concurrency group, so neither can act on a revision the
+# other is replacing.
+#
 # The container definitions are HCL objects in locals (rendered with
 # jsonencode) so that tests/test_consistency.py can compare their environment
 # with what the binary reads.
@@ -126,13 +140,6 @@ resource "aws_ecs_task_definition" "api" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  lifecycle {
-    precondition {
-      condition     = var.image_tag != null
-      error_message = "image_tag is required when hosting = \"fargate\" (for example -var image_tag=$(git rev-parse HEAD))."
-    }
-  }
-
   depends_on = [aws_cloudwatch_log_group.api]
 }
 
@@ -151,13 +158,6 @@ resource "aws_ecs_task_definition" "worker" {
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = var.cpu_architecture
-  }
-
-  lifecycle {
-    precondition {
-      condition     = var.image_tag != null
-      error_message = "image_tag is required when hosting = \"fargate\" (for example -var image_tag=$(git rev-parse HEAD))."
-    }
   }
 
   depends_on = [aws_cloudwatch_log_group.worker]
@@ -197,8 +197,9 @@ resource "aws_ecs_service" "api" {
   }
 
   lifecycle {
-    # Autoscaling owns the desired count after creation.
-    ignore_changes = [desired_count]
+    # Autoscaling owns the desired count after creation; the deploy workflow
+    # owns the revision that runs (see the top of this file).
+    ignore_changes = [desired_count, task_definition]
   }
 
   # The target group must be attached to the load balancer first.
@@ -232,7 +233,7 @@ resource "aws_ecs_service" "worker" {
   }
 
   lifecycle {
-    ignore_changes = [desired_count]
+    ignore_changes = [desired_count, task_definition]
   }
 }
 

@@ -14,7 +14,18 @@
 # granting it without that condition would let any AWS principal invoke the
 # function directly.
 
+# Functions that exist already. Creating a function needs its zip; a function
+# that exists does not (the deploy workflow owns its code), so plans of an
+# existing deployment run without the zips, and a plan that would create a
+# function without its zip fails here, before anything is changed (switching
+# hosting to lambda would otherwise remove the ECS services and then fail).
+data "aws_lambda_functions" "existing" {
+  count = local.lambda && !local.lambda_use_s3 ? 1 : 0
+}
+
 locals {
+  lambda_existing_functions = flatten(data.aws_lambda_functions.existing[*].function_names)
+
   lambda_api_environment = {
     SQS_QUEUE_URL    = aws_sqs_queue.main.url
     TOKEN_PARAM_NAME = aws_ssm_parameter.token.name
@@ -74,6 +85,11 @@ resource "aws_lambda_function" "api" {
   lifecycle {
     # Code is deployed by the workflow after creation.
     ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version]
+
+    precondition {
+      condition     = local.lambda_use_s3 || fileexists(var.lambda_api_zip) || contains(local.lambda_existing_functions, local.lambda_api_name)
+      error_message = "Creating the function ${local.lambda_api_name} needs its zip ${var.lambda_api_zip}, which does not exist: build it first (cargo lambda build --release --arm64 --output-format zip -p runtime-lambda, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+    }
   }
 
   depends_on = [aws_cloudwatch_log_group.lambda_api, aws_iam_role_policy.lambda_api]
@@ -127,6 +143,11 @@ resource "aws_lambda_function" "worker" {
 
   lifecycle {
     ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version]
+
+    precondition {
+      condition     = local.lambda_use_s3 || fileexists(var.lambda_worker_zip) || contains(local.lambda_existing_functions, local.lambda_worker_name)
+      error_message = "Creating the function ${local.lambda_worker_name} needs its zip ${var.lambda_worker_zip}, which does not exist: build it first (cargo lambda build --release --arm64 --output-format zip -p runtime-lambda, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+    }
   }
 
   depends_on = [aws_cloudwatch_log_group.lambda_worker, aws_iam_role_policy.lambda_worker]

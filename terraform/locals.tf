@@ -35,7 +35,13 @@ locals {
 
   token_parameter_name = coalesce(var.token_parameter_name, "/${var.name}/api-token")
 
-  image = var.image_tag == null ? null : "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+  # The image the task definition templates name. The deploy workflow owns the
+  # image that runs (see ecs.tf); this one runs only until the first deploy.
+  image = "${aws_ecr_repository.app.repository_url}:${coalesce(var.image_tag, local.undeployed_image_tag)}"
+
+  # Names no image: services Terraform creates before any deploy cannot start
+  # tasks until the deploy workflow has rolled out a real image.
+  undeployed_image_tag = "undeployed"
 
   api_service_name    = "${var.name}-api"
   worker_service_name = "${var.name}-worker"

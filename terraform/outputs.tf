@@ -84,16 +84,21 @@ output "lambda_worker_function_name" {
 }
 
 output "deploy_role_arn" {
-  description = "Role the deploy workflow assumes (null without github_repository)."
+  description = "Role the release and deploy jobs assume (environment github_deploy_environment; null without github_repository)."
   value       = local.github ? aws_iam_role.deploy[0].arn : null
 }
 
 output "terraform_role_arn" {
-  description = "Role the Terraform workflow assumes to apply from the main branch (null without github_repository)."
+  description = "Role the Terraform workflow's apply job assumes (environment github_terraform_environment; null without github_repository)."
   value       = local.github ? aws_iam_role.terraform[0].arn : null
 }
 
 output "terraform_plan_role_arn" {
-  description = "Read-only role the Terraform workflow assumes to plan, including on pull requests (null without github_repository)."
+  description = "Role pull-request plans assume: plan without refresh, no data or secret reads (null without github_repository)."
   value       = local.github ? aws_iam_role.terraform_plan[0].arn : null
+}
+
+output "system_test_role_arn" {
+  description = "Role the system test assumes (jobs of github_branch; null without github_repository)."
+  value       = local.github ? aws_iam_role.system_test[0].arn : null
 }

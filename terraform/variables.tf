@@ -156,13 +156,13 @@ variable "alb_idle_timeout" {
 # ---------------------------------------------------------------------------
 
 variable "image_tag" {
-  description = "Tag of the image in the ECR repository that both ECS services run (for example a git commit SHA). Required when hosting = \"fargate\"; tags are immutable, so \"latest\" is not accepted."
+  description = "Tag of an image in the ECR repository (a full commit SHA) that the task definition templates name, and so what the ECS services run when Terraform creates them. Afterwards the deploy workflow owns the running image and Terraform ignores it. Null (the default) names no image: services created before the first deploy start no task until it. Tags are immutable, so \"latest\" is not accepted."
   type        = string
   default     = null
 
   validation {
-    condition     = var.image_tag == null || (can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest")
-    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, '_', '.', '-') other than \"latest\"."
+    condition     = var.image_tag == null || try(can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && !contains(["latest", "undeployed"], var.image_tag), false)
+    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, '_', '.', '-') other than \"latest\" and \"undeployed\"."
   }
 }
 
@@ -435,14 +435,26 @@ variable "token_parameter_name" {
 }
 
 variable "api_token" {
-  description = "Initial value of the API token. Null generates a random 48-character token. Terraform ignores later changes to the parameter's value, so the token can be rotated outside Terraform."
+  description = "Token to write into the parameter when it is created or api_token_version changes. Null generates a random 48-character token. Ephemeral: never stored in the state or a plan."
   type        = string
   default     = null
   sensitive   = true
+  ephemeral   = true
 
   validation {
     condition     = var.api_token == null || try(length(var.api_token) >= 16, false)
     error_message = "api_token must be null or at least 16 characters long."
+  }
+}
+
+variable "api_token_version" {
+  description = "Version of the token Terraform writes. Terraform writes the parameter's value (api_token, or a new random token) only when the parameter is created or this number changes; raise it to rotate the token through Terraform. Rotations made outside Terraform are kept."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_token_version >= 1 && floor(var.api_token_version) == var.api_token_version
+    error_message = "api_token_version must be a positive integer."
   }
 }
 
@@ -551,7 +563,7 @@ variable "lambda_worker_max_concurrency" {
 # ---------------------------------------------------------------------------
 
 variable "github_repository" {
-  description = "GitHub repository (\"owner/name\") whose workflows may assume the deploy and Terraform roles. Null creates no GitHub roles."
+  description = "GitHub repository (\"owner/name\") whose workflows may assume the deploy, Terraform, plan and system-test roles. Null creates no GitHub roles."
   type        = string
   default     = null
 
@@ -562,15 +574,43 @@ variable "github_repository" {
 }
 
 variable "github_branch" {
-  description = "Branch whose workflow runs may deploy and apply Terraform."
+  description = "Branch whose workflow runs may assume the system-test role (jobs without an environment present repo:<repository>:ref:refs/heads/<branch>)."
   type        = string
   default     = "main"
 }
 
-variable "github_environment" {
-  description = "GitHub environment name that deploy and apply jobs run in (their OIDC subject is then repo:<repository>:environment:<name>). Null when the jobs use no environment."
+variable "github_deploy_environment" {
+  description = "GitHub environment the release and deploy jobs run in; only jobs in it can assume the deploy role. Restrict its deployment branches to github_branch in the repository settings."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_deploy_environment))
+    error_message = "github_deploy_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
+  }
+}
+
+variable "github_terraform_environment" {
+  description = "GitHub environment the Terraform workflow's apply job runs in; only jobs in it can assume the Terraform role (broad rights). Give it required reviewers and restrict its deployment branches to github_branch in the repository settings."
+  type        = string
+  default     = "terraform"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.github_terraform_environment)) && var.github_terraform_environment != var.github_deploy_environment
+    error_message = "github_terraform_environment must be a GitHub environment name, different from github_deploy_environment (else deploy jobs could assume the Terraform role)."
+  }
+}
+
+variable "terraform_state_bucket" {
+  description = "S3 bucket holding this configuration's state (the backend's bucket). The plan role may read only the current state object in it, never older versions. Null: the plan role gets no state access."
   type        = string
   default     = null
+}
+
+variable "terraform_state_key" {
+  description = "Key of the state object in terraform_state_bucket (the backend's key)."
+  type        = string
+  default     = "queue2bucket/terraform.tfstate"
 }
 
 variable "create_github_oidc_provider" {
@@ -580,7 +620,7 @@ variable "create_github_oidc_provider" {
 }
 
 variable "terraform_role_policy_arns" {
-  description = "Managed policies attached to the role the Terraform workflow assumes to apply from the main branch. Applying this configuration creates IAM roles, so the role needs broad rights; the default is AdministratorAccess."
+  description = "Managed policies attached to the role the Terraform workflow's apply job assumes (environment github_terraform_environment). Applying this configuration creates IAM roles, so the role needs broad rights; the default is AdministratorAccess."
   type        = list(string)
   default     = ["arn:aws:iam::aws:policy/AdministratorAccess"]
 }

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""What the linters cannot see in the workflows, checked offline.
+
+actionlint and zizmor check each workflow on its own; these tests check how
+the workflows and the Terraform configuration fit together, for the ways a
+pipeline passes every linter and still goes wrong on a real repository:
+
+- chaining: only Release is triggered by another workflow (CI, one link), the
+  commit it deploys comes from that one event and is handed to every later
+  job through `needs`, and nothing triggered by a workflow_run is itself a
+  trigger for another one;
+- roles: every job that can get an AWS token assumes exactly one role, the
+  one whose OIDC subject it presents (its GitHub environment, or none), and
+  runs no build or install step; build jobs get no id-token;
+- one source of variables: no TF_VAR_ anywhere, every plan and apply reads
+  production.tfvars.json, whose keys are all declared variables;
+- concurrency: no deploying workflow has a workflow-level group; the deploy
+  jobs and the apply job share one job-level group;
+- versions: one Terraform version everywhere, satisfying versions.tf, an
+  exact provider version, one moto version (requirements-dev.txt and
+  compose.yaml); the arm64 Lambda build runs on pull requests;
+- the scripts the workflows run exist, and scripts/deploy-settings.sh reads
+  the real tfvars file and refuses bad ones.
+
+Run by scripts/check-workflows.sh (python terraform/tests/test_workflows.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+TF = REPO / "terraform"
+TFVARS = json.loads((TF / "production.tfvars.json").read_text())
+
+# The role each repository variable names, and the environment a job must run
+# in to present the subject that role trusts (None: no environment).
+ROLE_ENVIRONMENT = {
+    "AWS_DEPLOY_ROLE_ARN": TFVARS.get("github_deploy_environment", "production"),
+    "AWS_TERRAFORM_ROLE_ARN": TFVARS.get("github_terraform_environment", "terraform"),
+    "AWS_TERRAFORM_PLAN_ROLE_ARN": None,
+    "AWS_SYSTEM_TEST_ROLE_ARN": None,
+}
+
+# Steps that build or install third-party code: never in a job holding an AWS token.
+BUILD_ACTIONS = ("actions/setup-python", "actions/setup-node", "Swatinem/rust-cache", "docker/build-push-action",
+                 "docker/setup-buildx-action", "dtolnay/rust-toolchain")
+BUILD_COMMANDS = re.compile(r"\b(cargo|rustup|pip3?|npm|npx|yarn|docker build|docker buildx|make)\b|scripts/("
+                            r"setup|test|lambda-arm64|lambda-package|bench)\.sh")
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def workflows() -> dict[str, dict[str, Any]]:
+    return {p.name: load(p.name) for p in sorted(WORKFLOWS.glob("*.yml"))}
+
+
+def triggers(wf: dict[str, Any]) -> dict[str, Any]:
+    on = wf["on"]
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return dict.fromkeys(on)
+    return on
+
+
+def jobs(wf: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from wf.get("jobs", {}).items()
+
+
+def text_of(value: Any) -> str:
+    return json.dumps(value)
+
+
+class ChainingTest(unittest.TestCase):
+    def test_only_release_chains_and_only_from_ci(self) -> None:
+        chained = {name: triggers(wf)["workflow_run"]["workflows"]
+                   for name, wf in workflows().items() if "workflow_run" in triggers(wf)}
+        self.assertEqual(chained, {"release.yml": ["CI"]},
+                         "a workflow triggered by another workflow's run (workflow_run)")
+        ci = load("ci.yml")
+        self.assertEqual(ci["name"], "CI")
+        self.assertNotIn("workflow_run", triggers(ci), "CI must be triggered by the push itself (one link only)")
+
+    def test_release_deploys_the_sha_ci_tested_through_needs(self) -> None:
+        release = load("release.yml")
+        text = (WORKFLOWS / "release.yml").read_text()
+        self.assertNotIn("github.sha", text, "in a workflow_run run, github.sha is the tip of main, not the tested commit")
+        head_sha_jobs = [name for name, job in jobs(release) if "workflow_run.head_sha" in text_of(job)]
+        self.assertEqual(head_sha_jobs, ["resolve"], "head_sha must be read once, by the resolve job")
+        deploy = release["jobs"]["deploy"]
+        self.assertEqual(deploy["uses"], "$/.github/workflows/deploy.yml")
+        self.assertEqual(set(deploy["needs"]), {"resolve", "push-image"})
+        self.assertEqual(deploy["with"]["image_tag"], "${{ needs.resolve.outputs.sha }}")
+        self.assertEqual(deploy["with"]["lambda_zips_run_id"], "${{ needs.resolve.outputs.ci_run_id }}")
+        push = release["jobs"]["push-image"]
+        self.assertIn("needs.resolve.outputs.hosting == 'fargate'", push["if"], "no image push with Lambda hosting")
+        self.assertIn("needs.resolve.outputs.sha", text_of(push))
+
+    def test_artifacts_deployed_are_the_ones_ci_uploads(self) -> None:
+        ci = load("ci.yml")
+        uploads = {step["with"]["name"] for _, job in jobs(ci) for step in job.get("steps", [])
+                   if step.get("uses", "").startswith("actions/upload-artifact@")}
+        self.assertEqual(uploads, {"image-${{ github.sha }}", "lambda-zips-${{ github.sha }}"})
+        release, deploy = load("release.yml"), load("deploy.yml")
+        downloads = {step["with"]["name"] for wf in (release, deploy) for _, job in jobs(wf)
+                     for step in job.get("steps", []) if step.get("uses", "").startswith("actions/download-artifact@")}
+        self.assertEqual(downloads, {"image-${{ needs.resolve.outputs.sha }}",
+                                     "lambda-zips-${{ needs.settings.outputs.image_tag }}"})
+
+    def test_arm64_lambda_build_runs_on_pull_requests(self) -> None:
+        ci = load("ci.yml")
+        self.assertIn("pull_request", triggers(ci))
+        job = ci["jobs"]["lambda"]
+        self.assertNotIn("if", job, "the arm64 build must run on every pull request")
+        self.assertIn("scripts/lambda-arm64.sh", text_of(job))
+        self.assertIn("cargo lambda build --release --arm64", (REPO / "scripts" / "lambda-arm64.sh").read_text())
+
+
+class RolesTest(unittest.TestCase):
+    def id_token_jobs(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for name, wf in workflows().items():
+            for job_name, job in jobs(wf):
+                if (job.get("permissions") or {}).get("id-token") == "write":
+                    yield name, job_name, job
+
+    def test_each_token_job_assumes_the_role_its_subject_fits(self) -> None:
+        seen = set()
+        for name, job_name, job in self.id_token_jobs():
+            where = f"{name}: {job_name}"
+            if "uses" in job:  # a reusable workflow: its own jobs are checked where they are defined
+                self.assertTrue(job["uses"].startswith("$/.github/workflows/"), where)
+                continue
+            roles = set(re.findall(r"vars\.(AWS_[A-Z_]+_ROLE_ARN)", text_of(job)))
+            self.assertEqual(len(roles), 1, f"{where} must assume exactly one role, not {sorted(roles)}")
+            role = roles.pop()
+            self.assertIn(role, ROLE_ENVIRONMENT, f"{where}: unknown role variable {role}")
+            self.assertEqual(job.get("environment"), ROLE_ENVIRONMENT[role],
+                             f"{where}: the role in {role} trusts only jobs in environment {ROLE_ENVIRONMENT[role]}")
+            seen.add(role)
+            if role == "AWS_TERRAFORM_PLAN_ROLE_ARN":
+                self.assertIn("github.event_name == 'pull_request'", job["if"], where)
+        self.assertEqual(seen, set(ROLE_ENVIRONMENT), "every role is used by some job")
+
+    def test_token_jobs_build_and_install_nothing(self) -> None:
+        for name, job_name, job in self.id_token_jobs():
+            for step in job.get("steps", []):
+                uses = step.get("uses", "")
+                self.assertFalse(uses.startswith(BUILD_ACTIONS), f"{name}: {job_name} uses {uses} next to an AWS token")
+                run = step.get("run", "")
+                self.assertIsNone(BUILD_COMMANDS.search(run), f"{name}: {job_name} builds or installs: {run!r}")
+
+    def test_build_jobs_get_no_token(self) -> None:
+        for name, wf in workflows().items():
+            for job_name, job in jobs(wf):
+                builds = any(s.get("uses", "").startswith(BUILD_ACTIONS) or BUILD_COMMANDS.search(s.get("run", ""))
+                             for s in job.get("steps", []))
+                if builds:
+                    self.assertNotEqual((job.get("permissions") or {}).get("id-token"), "write",
+                                        f"{name}: {job_name} builds with an AWS token")
+
+    def test_only_the_apply_job_runs_in_the_terraform_environment(self) -> None:
+        environments = {(name, job_name): job.get("environment") for name, wf in workflows().items()
+                        for job_name, job in jobs(wf) if job.get("environment")}
+        terraform_env = ROLE_ENVIRONMENT["AWS_TERRAFORM_ROLE_ARN"]
+        self.assertEqual([k for k, v in environments.items() if v == terraform_env], [("terraform.yml", "apply")])
+        self.assertNotEqual(terraform_env, ROLE_ENVIRONMENT["AWS_DEPLOY_ROLE_ARN"])
+
+    def test_every_workflow_starts_without_permissions(self) -> None:
+        for name, wf in workflows().items():
+            self.assertEqual(wf.get("permissions"), {}, f"{name}: needs a top-level permissions: {{}}")
+
+
+class VariablesTest(unittest.TestCase):
+    def test_one_source_of_variables(self) -> None:
+        for path in [*WORKFLOWS.glob("*.yml"), *(REPO / "scripts").glob("*.sh")]:
+            self.assertNotIn("TF_VAR_", path.read_text(), f"{path.name}: Terraform variables come from the tfvars file")
+        plan = (REPO / "scripts" / "terraform-plan.sh").read_text()
+        self.assertIn("-var-file=production.tfvars.json", plan)
+        terraform = load("terraform.yml")
+        runs = [s.get("run", "") for _, job in jobs(terraform) for s in job.get("steps", [])]
+        self.assertFalse([r for r in runs if re.search(r"terraform (plan|apply)\b", r) and "tfplan" not in r],
+                         "every plan goes through scripts/terraform-plan.sh, every apply applies its tfplan")
+        self.assertIn("-refresh=false -lock=false", text_of(terraform["jobs"]["plan"]))
+
+    def test_tfvars_declares_only_known_variables(self) -> None:
+        declared = set(re.findall(r'^variable "([a-z0-9_]+)"', (TF / "variables.tf").read_text(), re.M))
+        self.assertEqual(set(TFVARS) - declared, set())
+        for key in ("hosting", "region", "name", "github_repository", "terraform_state_bucket"):
+            self.assertIn(key, TFVARS, f"production.tfvars.json must set {key}")
+
+    def test_deploy_settings_reads_the_tfvars(self) -> None:
+        script = REPO / "scripts" / "deploy-settings.sh"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+        out = subprocess.run([str(script)], capture_output=True, text=True, env=env, check=True).stdout
+        settings = dict(line.split("=", 1) for line in out.splitlines())
+        self.assertEqual(settings["hosting"], TFVARS["hosting"])
+        self.assertEqual(settings["name"], TFVARS.get("name", "queue2bucket"))
+        bad_cases = [
+            ({**TFVARS, "hosting": "ec2"}, {}, "hosting"),
+            ({**TFVARS, "region": 5}, {}, "region"),
+            (TFVARS, {"GITHUB_REPOSITORY": "someone/else"}, "someone/else"),
+        ]
+        for data, extra, needle in bad_cases:
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+                json.dump(data, f)
+                f.flush()
+                r = subprocess.run([str(script)], capture_output=True, text=True, env={**env, "TFVARS": f.name, **extra})
+            self.assertNotEqual(r.returncode, 0, f"accepted {data} {extra}")
+            self.assertIn(needle, r.stderr)
+
+
+class ConcurrencyTest(unittest.TestCase):
+    def test_deploying_workflows_have_no_workflow_level_group(self) -> None:
+        for name in ("release.yml", "deploy.yml", "terraform.yml", "system-test.yml"):
+            self.assertNotIn("concurrency", load(name), f"{name}: concurrency belongs on the jobs that deploy")
+
+    def test_deploys_and_applies_share_one_job_level_group(self) -> None:
+        groups = {}
+        for name, wf in workflows().items():
+            for job_name, job in jobs(wf):
+                changes = "scripts/deploy.sh" in text_of(job) or "terraform apply" in text_of(job)
+                if changes:
+                    groups[(name, job_name)] = job.get("concurrency")
+        self.assertEqual(set(groups), {("deploy.yml", "ecs"), ("deploy.yml", "lambda"), ("terraform.yml", "apply")})
+        values = {json.dumps(g, sort_keys=True) for g in groups.values()}
+        self.assertEqual(values, {json.dumps({"cancel-in-progress": False,
+                                              "group": "deploy-${{ needs.settings.outputs.name }}"}, sort_keys=True)})
+
+    def test_terraform_changes_to_templates_are_rolled_out(self) -> None:
+        rollout = load("terraform.yml")["jobs"]["rollout"]
+        self.assertEqual(rollout["uses"], "$/.github/workflows/deploy.yml")
+        self.assertEqual(rollout["with"]["image_tag"], "running")
+        self.assertIn("needs.apply.outputs.templates_changed == 'true'", rollout["if"])
+
+
+class VersionsTest(unittest.TestCase):
+    def test_one_terraform_version_that_versions_tf_accepts(self) -> None:
+        found = set()
+        for name, wf in workflows().items():
+            text = (WORKFLOWS / name).read_text()
+            found |= set(re.findall(r'terraform_version: "(\d+\.\d+\.\d+)"', text))
+            found |= set(re.findall(r'TF_VERSION: "(\d+\.\d+\.\d+)"', text))
+        self.assertEqual(len(found), 1, f"Terraform versions in the workflows: {found}")
+        version = tuple(int(x) for x in found.pop().split("."))
+        required = re.search(r'required_version = ">= (\d+)\.(\d+)"', (TF / "versions.tf").read_text())
+        self.assertIsNotNone(required)
+        self.assertGreaterEqual(version[:2], tuple(int(x) for x in required.groups()))
+
+    def test_the_provider_version_is_exact(self) -> None:
+        m = re.search(r'source\s*=\s*"hashicorp/aws"\s*\n\s*(?:#.*\n\s*)*version\s*=\s*"([^"]+)"',
+                      (TF / "versions.tf").read_text())
+        self.assertIsNotNone(m)
+        self.assertRegex(m.group(1), r"^= ?\d+\.\d+\.\d+$", "plan and apply must run the same provider build")
+
+    def test_one_moto_version(self) -> None:
+        pinned = re.search(r"^moto\[server\]==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M).group(1)
+        images = set(re.findall(r"motoserver/moto:(\S+)", (REPO / "compose.yaml").read_text()))
+        self.assertEqual(images, {pinned})
+
+
+class FilesTest(unittest.TestCase):
+    def test_scripts_the_workflows_run_exist(self) -> None:
+        for name in workflows():
+            for script in set(re.findall(r"scripts/[a-z0-9-]+\.sh", (WORKFLOWS / name).read_text())):
+                path = REPO / script
+                self.assertTrue(path.is_file() and os.access(path, os.X_OK), f"{name} runs {script}")
+
+    def test_docker_context_leaves_out_what_the_image_does_not_need(self) -> None:
+        ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                   if line.strip() and not line.startswith("#")}
+        for pattern in ("*.md", "bench/", "handlers/fuzz/", "terraform/", ".github/", "scripts/", "target/"):
+            self.assertIn(pattern, ignored)
+        for needed in ("Cargo.toml", "Cargo.lock", "handlers/", "runtime-fargate/", "runtime-lambda/", "integration/"):
+            self.assertNotIn(needed, ignored, f"the image build needs {needed}")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
