@@ -142,7 +142,7 @@ deploy_lambda() {
   local dir=$1 function zip want got
   for function in api worker; do
     zip="$dir/queue2bucket-$function/bootstrap.zip"
-    [ -f "$zip" ] || fail "$zip does not exist (cargo lambda build --release --arm64 --output-format zip -p runtime-lambda)"
+    [ -f "$zip" ] || fail "$zip does not exist (scripts/lambda-arm64.sh)"
     want=$(openssl dgst -sha256 -binary "$zip" | base64)
     echo "deploy: updating $name-$function from $zip ($(stat -c %s "$zip") bytes)"
     got=$(aws_ lambda update-function-code --function-name "$name-$function" --zip-file "fileb://$zip" \

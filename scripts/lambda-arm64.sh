@@ -23,7 +23,8 @@ fi
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
   rustup target add aarch64-unknown-linux-gnu
 
-cargo lambda build --release --arm64 --output-format zip -p runtime-lambda
+# The deployed zips carry the AWS adapters only (no local mode, no SQLite).
+cargo lambda build --release --arm64 --output-format zip -p runtime-lambda --no-default-features
 
 for name in queue2bucket-api queue2bucket-worker; do
   zip=target/lambda/$name/bootstrap.zip

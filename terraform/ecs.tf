@@ -43,6 +43,7 @@ locals {
       { name = "SQS_QUEUE_URL", value = aws_sqs_queue.main.url },
       { name = "TOKEN_PARAM_NAME", value = aws_ssm_parameter.token.name },
       { name = "PORT", value = tostring(var.container_port) },
+      { name = "KEEP_ALIVE_TIMEOUT", value = tostring(var.api_keep_alive_timeout) },
     ]
 
     # The image has no shell: the binary checks its own health.

@@ -88,7 +88,12 @@ resource "aws_lambda_function" "api" {
 
     precondition {
       condition     = local.lambda_use_s3 || fileexists(var.lambda_api_zip) || contains(local.lambda_existing_functions, local.lambda_api_name)
-      error_message = "Creating the function ${local.lambda_api_name} needs its zip ${var.lambda_api_zip}, which does not exist: build it first (cargo lambda build --release --arm64 --output-format zip -p runtime-lambda, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+      error_message = "Creating the function ${local.lambda_api_name} needs its zip ${var.lambda_api_zip}, which does not exist: build it first (scripts/lambda-arm64.sh, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+    }
+
+    precondition {
+      condition     = var.lambda_api_timeout >= local.lambda_api_call_timeout + 2
+      error_message = "lambda_api_timeout must be at least ${local.lambda_api_call_timeout + 2} s: the function's SQS and SSM calls may take ${local.lambda_api_call_timeout} s, and it answers 503 a moment before its deadline; shorter, Lambda would kill it and the ALB answer 502."
     }
   }
 
@@ -146,7 +151,12 @@ resource "aws_lambda_function" "worker" {
 
     precondition {
       condition     = local.lambda_use_s3 || fileexists(var.lambda_worker_zip) || contains(local.lambda_existing_functions, local.lambda_worker_name)
-      error_message = "Creating the function ${local.lambda_worker_name} needs its zip ${var.lambda_worker_zip}, which does not exist: build it first (cargo lambda build --release --arm64 --output-format zip -p runtime-lambda, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+      error_message = "Creating the function ${local.lambda_worker_name} needs its zip ${var.lambda_worker_zip}, which does not exist: build it first (scripts/lambda-arm64.sh, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+    }
+
+    precondition {
+      condition     = var.lambda_worker_timeout >= local.lambda_worker_call_timeout + 2
+      error_message = "lambda_worker_timeout must be at least ${local.lambda_worker_call_timeout + 2} s: one S3 call may take ${local.lambda_worker_call_timeout} s, and the function reports what it could not store a moment before its deadline."
     }
   }
 

@@ -33,6 +33,13 @@ locals {
 
   dlq_retention_seconds = 1209600 # 14 days, the maximum
 
+  # The longest one AWS call of each function may take, all retries
+  # included (the binaries' manifests print it as aws_call_timeout_secs).
+  # A function's timeout must leave room above it, plus the second the
+  # function keeps back to answer before its deadline.
+  lambda_api_call_timeout    = 5
+  lambda_worker_call_timeout = 30
+
   token_parameter_name = coalesce(var.token_parameter_name, "/${var.name}/api-token")
 
   # The image the task definition templates name. The deploy workflow owns the

@@ -141,13 +141,24 @@ variable "alb_deletion_protection" {
 }
 
 variable "alb_idle_timeout" {
-  description = "Idle timeout of the ALB in seconds."
+  description = "Idle timeout of the ALB in seconds: how long it keeps an idle connection to a target for reuse."
   type        = number
   default     = 60
 
   validation {
     condition     = var.alb_idle_timeout >= 1 && var.alb_idle_timeout <= 4000
     error_message = "alb_idle_timeout must be between 1 and 4000 seconds."
+  }
+}
+
+variable "api_keep_alive_timeout" {
+  description = "Seconds the API keeps an idle keep-alive connection open (its KEEP_ALIVE_TIMEOUT). It must exceed alb_idle_timeout: a target that closes an idle connection first makes the ALB answer 502 to the request it was sending on it."
+  type        = number
+  default     = 75
+
+  validation {
+    condition     = var.api_keep_alive_timeout > var.alb_idle_timeout && var.api_keep_alive_timeout <= 4000
+    error_message = "api_keep_alive_timeout must exceed alb_idle_timeout (and be at most 4000 seconds)."
   }
 }
 
@@ -504,7 +515,7 @@ variable "lambda_api_memory" {
 }
 
 variable "lambda_api_timeout" {
-  description = "Timeout of the API function in seconds."
+  description = "Timeout of the API function in seconds, above the 5 s limit of one SQS or SSM call."
   type        = number
   default     = 10
 
@@ -526,9 +537,9 @@ variable "lambda_worker_memory" {
 }
 
 variable "lambda_worker_timeout" {
-  description = "Timeout of the worker function in seconds; the queue's visibility timeout is at least six times this."
+  description = "Timeout of the worker function in seconds, above the 30 s limit of one S3 call; the queue's visibility timeout is at least six times this."
   type        = number
-  default     = 30
+  default     = 60
 
   validation {
     condition     = var.lambda_worker_timeout >= 1 && var.lambda_worker_timeout <= 900

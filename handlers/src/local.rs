@@ -19,8 +19,9 @@ use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use crate::secret::fixed::FixedSecret;
 use crate::store::{KeyPrefix, Storer};
 
+/// Where the local mode's queue and bucket are.
 #[derive(Debug, Clone, Args)]
-pub struct LocalArgs {
+pub struct DataDirArgs {
     /// The local mode's data directory: the queue (queue.sqlite3) and the bucket (bucket/).
     #[arg(
         long,
@@ -28,6 +29,19 @@ pub struct LocalArgs {
         value_name = "QUEUE2BUCKET_DATA_DIR"
     )]
     pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The data directory, if one is set.
+    pub fn open(&self) -> Result<Option<DataDir>, LocalError> {
+        self.data_dir.clone().map(DataDir::create).transpose()
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub dir: DataDirArgs,
 
     /// The API token of the local mode.
     #[arg(
@@ -104,7 +118,7 @@ pub fn ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
 impl LocalArgs {
     /// The data directory, if one is set.
     pub fn data_dir(&self) -> Result<Option<DataDir>, LocalError> {
-        self.data_dir.clone().map(DataDir::create).transpose()
+        self.dir.open()
     }
 
     /// Validate-and-enqueue into the data directory's queue, for a process

@@ -15,14 +15,19 @@ use crate::aws::AwsTuning;
 const EXTRA_OPTIONAL_ENV: &[&str] = &["RUST_LOG"];
 
 /// One component: its settings (a clap command whose arguments carry their
-/// environment names), the AWS actions it calls, and the SDK limits of its
-/// calls (which the infrastructure's timeouts must leave room for).
+/// environment names and defaults), the AWS actions it calls, and the SDK
+/// limit on each of its calls (which the infrastructure's timeouts must
+/// leave room for).
 pub fn component(command: &Command, actions: &[&str], tuning: AwsTuning) -> Value {
     let mut required = Vec::new();
     let mut optional: Vec<String> = EXTRA_OPTIONAL_ENV.iter().map(|s| s.to_string()).collect();
+    let mut defaults = serde_json::Map::new();
     for arg in command.get_arguments() {
         let Some(env) = arg.get_env() else { continue };
         let env = env.to_string_lossy().into_owned();
+        if let Some(default) = arg.get_default_values().first() {
+            defaults.insert(env.clone(), json!(default.to_string_lossy()));
+        }
         if arg.is_required_set() {
             required.push(env);
         } else {
@@ -36,7 +41,7 @@ pub fn component(command: &Command, actions: &[&str], tuning: AwsTuning) -> Valu
     actions.sort();
     actions.dedup();
     json!({
-        "env": { "required": required, "optional": optional },
+        "env": { "required": required, "optional": optional, "defaults": defaults },
         "aws_actions": actions,
         "aws_call_timeout_secs": tuning.operation_timeout.as_secs(),
     })

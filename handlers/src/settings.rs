@@ -58,12 +58,19 @@ pub struct CommonArgs {
     pub log: LogArgs,
 }
 
+/// The queue.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// URL of the SQS queue of emails.
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
+    pub sqs_queue_url: String,
+}
+
 /// What validate-and-enqueue needs: the queue and the token's parameter.
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
-    /// URL of the SQS queue emails are sent to.
-    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
-    pub sqs_queue_url: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 
     /// Name of the SSM parameter (SecureString) holding the API token.
     #[arg(long, env = "TOKEN_PARAM_NAME", value_name = "TOKEN_PARAM_NAME")]

@@ -50,7 +50,7 @@ pub fn ingest(
 pub fn aws_ingest(args: &IngestArgs, sdk: &SdkConfig) -> Arc<Ingest> {
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(sdk),
-        &args.sqs_queue_url,
+        &args.queue.sqs_queue_url,
         AwsTuning::API,
     ));
     let secret = Arc::new(SsmParameter::new(

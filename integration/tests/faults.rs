@@ -321,3 +321,58 @@ async fn a_thousand_emails_through_kills_and_outages_are_each_stored_once() {
     }
     let _: Vec<&Process> = killed_workers.iter().collect();
 }
+
+/// A slow bucket and a short visibility timeout: each PUT takes two and a
+/// half visibility timeouts, yet no message comes back to another receive
+/// loop while the first is still storing it (the worker renews its
+/// visibility as it works), so each is received once and put once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_bucket_never_makes_a_message_visible_while_it_is_being_stored() {
+    let moto = Moto::start().await;
+    let stack = Stack::create(
+        moto.clients().await,
+        StackOptions {
+            visibility_timeout_secs: 2,
+            max_receive_count: 5,
+        },
+    )
+    .await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let posted = api.submit_accepted(5, "slow bucket", &stack.token).await;
+    proxy.set(
+        Service::S3,
+        Faults {
+            latency: Duration::from_secs(5),
+            ..Faults::default()
+        },
+    );
+    // Short long polls: the other loops ask again every second, so they
+    // would see a message as soon as it became visible.
+    let mut worker = start_worker(&env_of(&[
+        &moto.env(),
+        &proxy.env(),
+        &stack.worker_env(),
+        &[("POLL_INTERVAL".into(), "1".into())],
+    ]));
+    stack
+        .assert_stored_exactly_once(&posted, Duration::from_secs(60))
+        .await;
+    // Let whatever is still under way finish: a second delivery's PUT
+    // would be counted once it is done.
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let (puts, _) = proxy.counts(Service::S3);
+    assert_eq!(puts, 5, "each email put once");
+    let received_again: Vec<_> = worker
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "message" && l["receive_count"].as_u64() != Some(1))
+        .collect();
+    assert!(
+        received_again.is_empty(),
+        "received again: {received_again:?}"
+    );
+    worker.assert_no_panic();
+}

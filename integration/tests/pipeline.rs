@@ -547,3 +547,65 @@ async fn missing_or_malformed_settings_stop_startup_naming_the_variable() {
         );
     }
 }
+
+/// A switch-over keeps the original's bucket, which already holds its
+/// objects, `emails/<unix-seconds>-<uuid hex>.json`. New keys sort after
+/// them and among themselves by arrival, so the original's habits still
+/// hold: `aws s3 ls emails/ | tail -1` names the newest email.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_keys_sort_after_the_original_ones_and_the_newest_is_last() {
+    let moto = Moto::start().await;
+    let stack = stack(&moto, StackOptions::default()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut original = Vec::new();
+    for (age, hex) in [(86_400, "f"), (60, "0")] {
+        // As the original wrote them: time.time() seconds, uuid4().hex.
+        let key = format!("emails/{}-{}.json", now - age, hex.repeat(32));
+        stack
+            .clients
+            .s3
+            .put_object()
+            .bucket(&stack.bucket)
+            .key(&key)
+            .body(DATA.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("seed an object");
+        original.push(key);
+    }
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let worker = start_worker(&env_of(&[&moto.env(), &stack.worker_env()]));
+    let mut posted = Vec::new();
+    for i in 0..3 {
+        posted.extend(
+            api.submit_accepted(1, &format!("after the switch {i}"), &stack.token)
+                .await,
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let newest = integration::object_key(&posted.last().unwrap().0);
+    let mut keys = eventually("the new emails stored", Duration::from_secs(30), || async {
+        let keys = stack.keys().await;
+        (keys.len() == original.len() + posted.len()).then_some(keys)
+    })
+    .await;
+    keys.sort();
+    assert_eq!(
+        keys.last(),
+        Some(&newest),
+        "ls | tail -1 names the newest email"
+    );
+    let new_keys: Vec<String> = posted
+        .iter()
+        .map(|(id, _)| integration::object_key(id))
+        .collect();
+    assert_eq!(
+        keys[original.len()..],
+        new_keys[..],
+        "after the old ones, in arrival order"
+    );
+    worker.assert_no_panic();
+}

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "local")]
 use crate::dev::DevArgs;
+use crate::redrive::RedriveArgs;
 use crate::settings::{ApiArgs, PortArgs, WorkerArgs};
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,8 @@ pub enum Command {
     Api(ApiArgs),
     /// Poll the queue and store each message in the bucket.
     Worker(WorkerArgs),
+    /// Move every message of the queue's dead-letter queue back to the queue, to be stored (--dry-run: list them).
+    Redrive(RedriveArgs),
     /// Exit 0 if the API on PORT answers GET / with 200 (container health check).
     Health(PortArgs),
     /// Print, as JSON, the environment variables and AWS actions of each component.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use handlers::telemetry;
 use runtime_fargate::cli::{Cli, Command};
-use runtime_fargate::{health, manifest, shutdown, startup};
+use runtime_fargate::{health, manifest, redrive, shutdown, startup};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,6 +29,13 @@ async fn main() -> ExitCode {
             telemetry::init(args.log.log_format, "warn");
             if let Err(e) = runtime_fargate::dev::run(args, shutdown::on_signal()).await {
                 eprintln!("queue2bucket dev: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Command::Redrive(args) => {
+            telemetry::init(args.common.log.log_format, "warn");
+            if let Err(e) = redrive::run(args, &mut std::io::stdout()).await {
+                eprintln!("queue2bucket redrive: {e}");
                 return ExitCode::FAILURE;
             }
         }

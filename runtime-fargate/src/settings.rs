@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs, seconds};
+use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, QueueArgs, StoreArgs, seconds};
 
 use crate::idle::IdleLimits;
 
@@ -70,9 +70,8 @@ pub struct ApiArgs {
 /// `queue2bucket worker`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// URL of the SQS queue to drain.
-    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
-    pub sqs_queue_url: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 
     #[command(flatten)]
     pub store: StoreArgs,

@@ -42,7 +42,7 @@ pub async fn run_worker(
     let sdk = sdk_config(&args.common, AwsTuning::WORKER).await;
     let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
-        &args.sqs_queue_url,
+        &args.queue.sqs_queue_url,
         AwsTuning::WORKER,
     ));
     let storer = aws_storer(&args.store, &sdk);

@@ -204,15 +204,13 @@ class Manifest:
 
 
 def load_manifest(bin_dir: Path) -> Manifest:
-    """What the binaries read and call, as `queue2bucket manifest` prints it.
-
-    The only place that knows the manifest's format: {"components": {<name>:
-    {"env": {"required": [...], "optional": [...]}, "aws_actions": [...]}},
-    "health_check_path": ..., "default_port": ...} with the components api,
-    worker, lambda-api and lambda-worker. If each binary comes to print its
-    own part, read the three outputs here and merge them into a Manifest."""
-    out = subprocess.run([str(bin_dir / "queue2bucket"), "manifest"], check=True, capture_output=True,
-                         timeout=30).stdout
+    """What the binaries read and call, as scripts/manifest.sh merges it from
+    each binary's own `manifest` (the one place that knows the format):
+    {"components": {<name>: {"env": {"required": [...], "optional": [...]},
+    "aws_actions": [...]}}, "health_check_path": ..., "default_port": ...}
+    with the components api, worker, lambda-api and lambda-worker."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "manifest.sh"
+    out = subprocess.run([str(script), str(bin_dir)], check=True, capture_output=True, timeout=60).stdout
     data = json.loads(out)
     components = {
         name: Component(set(spec["env"]["required"]), set(spec["env"].get("optional", [])),

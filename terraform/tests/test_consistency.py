@@ -553,11 +553,72 @@ def check_health_and_port(cfg: Config, manifest: dict) -> list[str]:
     return errors
 
 
+def tfvars() -> dict:
+    """The values production applies with (terraform/production.tfvars.json)."""
+    path = Path(__file__).resolve().parents[1] / "production.tfvars.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def variable_values(cfg: Config, name: str) -> list[int]:
+    """A number variable's default and, if production sets it, its value."""
+    values = []
+    default = as_int(resolve(cfg, "${var." + name + "}"))
+    if default is not None:
+        values.append(default)
+    applied = as_int(tfvars().get(name))
+    if applied is not None:
+        values.append(applied)
+    return values
+
+
+def effective_setting(cfg: Config, component: str, env_name: str, manifest: dict) -> int | None:
+    """A setting as the component runs with it: its environment in the
+    infrastructure, else the binary's default."""
+    env = component_env(cfg, component)
+    if env_name in env:
+        return as_int(resolve(cfg, env[env_name]))
+    return as_int(manifest["components"][component]["env"].get("defaults", {}).get(env_name))
+
+
+def check_timeouts(cfg: Config, manifest: dict) -> list[str]:
+    """Timeouts that must nest: the API's idle keep-alive outlives the ALB's
+    idle timeout (else the ALB reuses a connection the API is closing and
+    answers 502), and each function's timeout leaves room above the longest
+    AWS call its binary makes (else Lambda kills it before it can answer)."""
+    errors = []
+    keep_alive = effective_setting(cfg, "api", "KEEP_ALIVE_TIMEOUT", manifest)
+    if keep_alive is None:
+        errors.append("API container: KEEP_ALIVE_TIMEOUT cannot be determined")
+    else:
+        for idle in variable_values(cfg, "alb_idle_timeout"):
+            if not idle < keep_alive:
+                errors.append(f"alb_idle_timeout {idle} s is not below the API's keep-alive "
+                              f"(KEEP_ALIVE_TIMEOUT {keep_alive} s): the ALB would reuse connections the API closes")
+    for component, variable, local in (("lambda-api", "lambda_api_timeout", "lambda_api_call_timeout"),
+                                       ("lambda-worker", "lambda_worker_timeout", "lambda_worker_call_timeout")):
+        call = as_int(manifest["components"][component].get("aws_call_timeout_secs"))
+        declared = as_int(resolve(cfg, "${local." + local + "}"))
+        if call is None:
+            errors.append(f"manifest: {component} has no aws_call_timeout_secs")
+            continue
+        if declared != call:
+            errors.append(f"local.{local} is {declared}, but {component}'s AWS calls may take {call} s "
+                          f"(aws_call_timeout_secs)")
+        for timeout in variable_values(cfg, variable):
+            if timeout < call + 2:
+                errors.append(f"{variable} {timeout} s leaves no room above the {call} s an AWS call of "
+                              f"{component} may take (needs at least {call + 2} s)")
+    return errors
+
+
 def run_checks(cfg: Config, manifest: dict) -> list[str]:
     errors = check_manifest_shape(manifest)
     if errors:
         return errors
-    for check in (check_env, check_iam, check_health_and_port):
+    for check in (check_env, check_iam, check_health_and_port, check_timeouts):
         try:
             errors += check(cfg, manifest)
         except ConfigError as exc:
@@ -651,6 +712,14 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: ecs_container(c, "api")[1]["portMappings"][0].__setitem__("containerPort", 8080)),
         ("manifest lacks a component", "lambda-worker",
          lambda c, m: m["components"].pop("lambda-worker")),
+        ("the ALB keeps idle connections longer than the API", "alb_idle_timeout",
+         lambda c, m: c.variables["alb_idle_timeout"].__setitem__("default", [90])),
+        ("the API's keep-alive drops below the ALB's idle timeout", "KEEP_ALIVE_TIMEOUT",
+         lambda c, m: c.variables["api_keep_alive_timeout"].__setitem__("default", [30])),
+        ("the worker's S3 calls may take longer than its function's timeout", "lambda_worker_timeout",
+         lambda c, m: m["components"]["lambda-worker"].__setitem__("aws_call_timeout_secs", 120)),
+        ("the API function's timeout shrinks to its SDK timeout", "lambda_api_timeout",
+         lambda c, m: c.variables["lambda_api_timeout"].__setitem__("default", [5])),
     ]
 
 

@@ -6,6 +6,8 @@ mod batcher;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+#[cfg(feature = "aws")]
+pub mod sqs_dead_letters;
 
 use std::time::Duration;
 
@@ -94,4 +96,32 @@ pub trait Queue: Send + Sync + 'static {
     /// hidden unless its visibility is changed. Also checks that the queue
     /// exists and can be reached.
     async fn visibility_timeout(&self) -> Result<Duration, QueueError>;
+}
+
+/// A message in a dead-letter queue, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The email's id, which it keeps when moved back (for a message from
+    /// another producer, the id the worker derives for it).
+    pub id: EmailId,
+    pub message_id: String,
+    pub sent_at_ms: Option<u64>,
+    pub receive_count: u32,
+}
+
+/// A queue's dead-letter queue: the messages the worker could not store
+/// within the queue's maximum receives, listed and moved back for another
+/// try (`queue2bucket redrive`).
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Where the dead letters are, for the operator.
+    fn describe(&self) -> String;
+
+    /// The messages waiting, without moving them.
+    async fn list(&self) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Moves every message back to the queue, body, attributes and email id
+    /// kept, and answers how many moved. A message leaves the dead-letter
+    /// queue only once it is safely on the queue.
+    async fn redrive(&self) -> Result<u64, QueueError>;
 }

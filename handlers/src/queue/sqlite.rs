@@ -16,7 +16,7 @@
 //! which is what SQLite allows for writers anyway. Sends arrive in batches of
 //! up to [`SqliteQueue::MAX_BATCH`] (one transaction each).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 
-use super::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
-use crate::id::now_millis;
+use super::{DeadLetter, DeadLetters, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::id::{EmailId, now_millis};
 
 /// Settings of a local queue, the counterparts of an SQS queue's attributes.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +47,7 @@ impl Default for SqliteQueueConfig {
 }
 
 pub struct SqliteQueue {
+    path: PathBuf,
     conn: Arc<Mutex<Connection>>,
     config: SqliteQueueConfig,
     sent: Arc<Notify>,
@@ -90,6 +91,7 @@ impl SqliteQueue {
         let conn = Connection::open(path).map_err(db_error)?;
         conn.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {
+            path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
             config,
             sent: Arc::new(Notify::new()),
@@ -322,5 +324,61 @@ impl Queue for SqliteQueue {
 
     async fn visibility_timeout(&self) -> Result<Duration, QueueError> {
         self.depth().await.map(|_| self.config.visibility_timeout)
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqliteQueue {
+    fn describe(&self) -> String {
+        format!("the dead-letter table of {}", self.path.display())
+    }
+
+    async fn list(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let rows: Vec<(String, Option<String>, i64, u32)> = self
+            .with_conn(|c| {
+                let mut select = c.prepare(
+                    "SELECT message_id, email_id, sent_at_ms, receive_count
+                     FROM dead_letters ORDER BY dead_at_ms, message_id",
+                )?;
+                select
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(message_id, email_id, sent_at_ms, receive_count)| DeadLetter {
+                    id: email_id
+                        .as_deref()
+                        .and_then(EmailId::parse)
+                        .unwrap_or_else(|| EmailId::derived(&message_id, sent_at_ms as u64)),
+                    message_id,
+                    sent_at_ms: Some(sent_at_ms as u64),
+                    receive_count,
+                },
+            )
+            .collect())
+    }
+
+    async fn redrive(&self) -> Result<u64, QueueError> {
+        // One transaction: a message is in exactly one of the two tables.
+        let moved = self
+            .with_conn(|c| {
+                let tx = c.transaction()?;
+                let moved = tx.execute(
+                    "INSERT INTO messages (message_id, body, email_id, sent_at_ms)
+                     SELECT message_id, body, email_id, sent_at_ms FROM dead_letters",
+                    [],
+                )?;
+                tx.execute("DELETE FROM dead_letters", [])?;
+                tx.commit()?;
+                Ok(moved as u64)
+            })
+            .await?;
+        if moved > 0 {
+            self.sent.notify_waiters();
+        }
+        Ok(moved)
     }
 }

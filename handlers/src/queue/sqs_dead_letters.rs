@@ -1,0 +1,362 @@
+//! The dead-letter queue of an SQS queue, for `queue2bucket redrive`: found
+//! from the queue's redrive policy, listed, and moved back.
+//!
+//! Moving uses SQS's own message-move task where the server offers it; where
+//! it does not (an emulator), each message is received from the dead-letter
+//! queue, sent to the queue with its body and attributes, and deleted from
+//! the dead-letter queue only once the send succeeded. A message without the
+//! API's id attribute (sent by another producer) gets the id the worker
+//! would have derived for it, so that its object key is the same whatever
+//! copy of it is stored.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::{DeadLetter, DeadLetters, ID_ATTRIBUTE, QueueError};
+use crate::aws::describe;
+use crate::id::EmailId;
+
+pub struct SqsDeadLetters {
+    client: Client,
+    queue_url: String,
+    queue_arn: String,
+    dlq_url: String,
+    dlq_arn: String,
+}
+
+/// How long a message listed or being moved stays hidden from others.
+const HIDE: i32 = 30;
+
+fn error(what: &str, e: impl std::fmt::Display) -> QueueError {
+    QueueError(format!("{what}: {e}"))
+}
+
+impl SqsDeadLetters {
+    /// IAM actions an operator needs for `queue2bucket redrive`.
+    pub const ACTIONS: &[&str] = &[
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "sqs:StartMessageMoveTask",
+        "sqs:ListMessageMoveTasks",
+        "sqs:ReceiveMessage",
+        "sqs:SendMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+    ];
+
+    /// Finds the dead-letter queue from `queue_url`'s redrive policy.
+    pub async fn discover(client: Client, queue_url: &str) -> Result<Self, QueueError> {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| error("reading the queue's attributes", describe(&e)))?
+            .attributes
+            .unwrap_or_default();
+        let queue_arn = attributes
+            .get(&QueueAttributeName::QueueArn)
+            .cloned()
+            .ok_or_else(|| QueueError("the queue has no ARN".into()))?;
+        let policy = attributes
+            .get(&QueueAttributeName::RedrivePolicy)
+            .ok_or_else(|| {
+                QueueError("the queue has no redrive policy, hence no dead-letter queue".into())
+            })?;
+        let dlq_arn = serde_json::from_str::<serde_json::Value>(policy)
+            .ok()
+            .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned))
+            .ok_or_else(|| QueueError(format!("unreadable redrive policy {policy:?}")))?;
+        // arn:aws:sqs:<region>:<account>:<name>
+        let parts: Vec<&str> = dlq_arn.split(':').collect();
+        let [_, _, _, _, account, name] = parts.as_slice() else {
+            return Err(QueueError(format!(
+                "unexpected dead-letter queue ARN {dlq_arn:?}"
+            )));
+        };
+        let dlq_url = client
+            .get_queue_url()
+            .queue_name(*name)
+            .queue_owner_aws_account_id(*account)
+            .send()
+            .await
+            .map_err(|e| error("finding the dead-letter queue", describe(&e)))?
+            .queue_url
+            .ok_or_else(|| QueueError("the dead-letter queue has no URL".into()))?;
+        Ok(Self {
+            client,
+            queue_url: queue_url.to_owned(),
+            queue_arn,
+            dlq_url,
+            dlq_arn,
+        })
+    }
+
+    async fn receive(&self, wait: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, QueueError> {
+        Ok(self
+            .client
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait)
+            .visibility_timeout(HIDE)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| error("receiving from the dead-letter queue", describe(&e)))?
+            .messages
+            .unwrap_or_default())
+    }
+
+    async fn release(&self, receipts: &[String]) {
+        for receipt in receipts {
+            let _ = self
+                .client
+                .change_message_visibility()
+                .queue_url(&self.dlq_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+    }
+
+    /// SQS's own move task; None if the server does not offer it.
+    async fn move_task(&self) -> Option<Result<u64, QueueError>> {
+        let started = self
+            .client
+            .start_message_move_task()
+            .source_arn(&self.dlq_arn)
+            .destination_arn(&self.queue_arn)
+            .send()
+            .await;
+        if let Err(e) = started {
+            tracing::info!(
+                reason = describe(&e),
+                "no message move task; moving message by message"
+            );
+            return None;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let tasks = match self
+                .client
+                .list_message_move_tasks()
+                .source_arn(&self.dlq_arn)
+                .max_results(1)
+                .send()
+                .await
+            {
+                Ok(tasks) => tasks,
+                Err(e) => return Some(Err(error("following the move task", describe(&e)))),
+            };
+            let Some(task) = tasks.results().first() else {
+                return Some(Err(QueueError("the move task disappeared".into())));
+            };
+            match task.status() {
+                Some("COMPLETED") => {
+                    return Some(Ok(task.approximate_number_of_messages_moved() as u64));
+                }
+                Some("FAILED") | Some("CANCELLED") => {
+                    return Some(Err(QueueError(format!(
+                        "the move task ended {}: {}",
+                        task.status().unwrap_or_default(),
+                        task.failure_reason().unwrap_or_default()
+                    ))));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Receive, send, delete, until the dead-letter queue is empty.
+    async fn copy(&self) -> Result<u64, QueueError> {
+        let mut moved = 0;
+        let mut empty = 0;
+        // Two empty long polls in a row: SQS may answer empty once while
+        // messages remain.
+        while empty < 2 {
+            let messages = self.receive(1).await?;
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            let entries: Vec<SendMessageBatchRequestEntry> = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(m.body().unwrap_or_default())
+                        .set_message_attributes(Some(attributes_of(m)))
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let sent: Vec<usize> = match sent {
+                Ok(output) => output
+                    .successful()
+                    .iter()
+                    .filter_map(|s| s.id().parse().ok())
+                    .collect(),
+                Err(e) => {
+                    let receipts: Vec<String> = messages
+                        .iter()
+                        .filter_map(|m| m.receipt_handle().map(str::to_owned))
+                        .collect();
+                    self.release(&receipts).await;
+                    return Err(error("sending to the queue", describe(&e)));
+                }
+            };
+            let unsent: Vec<String> = messages
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !sent.contains(i))
+                .filter_map(|(_, m)| m.receipt_handle().map(str::to_owned))
+                .collect();
+            let deletes: Vec<DeleteMessageBatchRequestEntry> = sent
+                .iter()
+                .filter_map(|&i| messages.get(i)?.receipt_handle())
+                .enumerate()
+                .map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .expect("id and receipt are set")
+                })
+                .collect();
+            moved += sent.len() as u64;
+            if !deletes.is_empty() {
+                // A message sent and not deleted comes back to the
+                // dead-letter queue and is moved again: its copy on the
+                // queue carries the same id, so it is stored once.
+                if let Err(e) = self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.dlq_url)
+                    .set_entries(Some(deletes))
+                    .send()
+                    .await
+                {
+                    tracing::warn!(
+                        error = describe(&e),
+                        "deleting moved messages from the dead-letter queue failed"
+                    );
+                }
+            }
+            if !unsent.is_empty() {
+                self.release(&unsent).await;
+                return Err(QueueError(format!(
+                    "{} messages could not be sent to the queue; they stay in the dead-letter queue",
+                    unsent.len()
+                )));
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// A dead-lettered message's attributes for the queue, its email id
+/// included.
+fn attributes_of(message: &aws_sdk_sqs::types::Message) -> HashMap<String, MessageAttributeValue> {
+    let mut attributes = message.message_attributes().cloned().unwrap_or_default();
+    if !attributes.contains_key(ID_ATTRIBUTE) {
+        let id = id_of(message);
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(id.to_string())
+            .build()
+            .expect("data_type is set");
+        attributes.insert(ID_ATTRIBUTE.to_owned(), value);
+    }
+    attributes
+}
+
+fn sent_at_ms(message: &aws_sdk_sqs::types::Message) -> Option<u64> {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The id the worker gives this message.
+fn id_of(message: &aws_sdk_sqs::types::Message) -> EmailId {
+    message
+        .message_attributes()
+        .and_then(|a| a.get(ID_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .and_then(EmailId::parse)
+        .unwrap_or_else(|| {
+            EmailId::derived(
+                message.message_id().unwrap_or_default(),
+                sent_at_ms(message).unwrap_or_default(),
+            )
+        })
+}
+
+#[async_trait]
+impl DeadLetters for SqsDeadLetters {
+    fn describe(&self) -> String {
+        format!("{} (dead-letter queue of {})", self.dlq_url, self.queue_url)
+    }
+
+    async fn list(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut out: Vec<DeadLetter> = Vec::new();
+        let mut receipts = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let messages = self.receive(1).await?;
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in &messages {
+                receipts.extend(m.receipt_handle().map(str::to_owned));
+                let message_id = m.message_id().unwrap_or_default().to_owned();
+                if out.iter().any(|d| d.message_id == message_id) {
+                    continue;
+                }
+                out.push(DeadLetter {
+                    id: id_of(m),
+                    message_id,
+                    sent_at_ms: sent_at_ms(m),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                });
+            }
+        }
+        // Listing hid them for a moment; make them visible again at once.
+        self.release(&receipts).await;
+        Ok(out)
+    }
+
+    async fn redrive(&self) -> Result<u64, QueueError> {
+        match self.move_task().await {
+            Some(result) => result,
+            None => self.copy().await,
+        }
+    }
+}
