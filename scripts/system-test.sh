@@ -133,7 +133,11 @@ echo "system-test: POST $api_url/email with a wrong token: 401 $(cat "$work/refu
 
 # --- The object in the bucket, byte for byte -------------------------------------
 
-key="${key_prefix}${id}.json"
+# The key is <prefix><unix-seconds>-<id>.json, the seconds taken from the
+# UUIDv7 id (its first 48 bits are Unix milliseconds).
+hex=${id//-/}
+millis=$((16#${hex:0:12}))
+key="${key_prefix}$((millis / 1000))-${id}.json"
 started=$SECONDS
 deadline=$((SECONDS + delivery_timeout))
 until aws_ s3api get-object --bucket "$bucket" --key "$key" "$work/stored.json" >/dev/null 2>&1; do

@@ -11,8 +11,9 @@
 //! - What a runtime needs to start: the settings groups ([`settings`]), the
 //!   logging set-up ([`telemetry`]), building the services from settings
 //!   ([`startup`], and [`local`] for the local mode's data directory), the
-//!   log line per processed message ([`report`]) and the description of a
-//!   component for the infrastructure's checks ([`manifest`]).
+//!   log line per processed message ([`report`]), the metrics
+//!   ([`metrics`]) and the description of a component for the
+//!   infrastructure's checks ([`manifest`]).
 //!
 //! `runtime-fargate` serves [`api::router`] with its own HTTP server and
 //! feeds [`store::Storer`] from its SQS poll loop; `runtime-lambda` hands
@@ -31,6 +32,7 @@ mod json;
 pub mod local;
 #[cfg(feature = "aws")]
 pub mod manifest;
+pub mod metrics;
 pub mod queue;
 pub mod report;
 pub mod secret;

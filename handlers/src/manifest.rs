@@ -47,6 +47,26 @@ pub fn component(command: &Command, actions: &[&str], tuning: AwsTuning) -> Valu
     })
 }
 
+/// The metrics the code emits ([`crate::metrics`]): the dashboard and the
+/// alarms may use only these.
+pub fn metrics() -> Value {
+    use crate::metrics::{API, DEFAULT_NAMESPACE, DIMENSION, Service, WORKER};
+    let names = |catalog: &[(&str, ::metrics::Unit, crate::metrics::Kind)]| -> Vec<String> {
+        catalog
+            .iter()
+            .map(|(name, ..)| (*name).to_owned())
+            .collect()
+    };
+    json!({
+        "namespace": { "env": "METRICS_NAMESPACE", "default": DEFAULT_NAMESPACE },
+        "dimension": DIMENSION,
+        "emitted": {
+            Service::Api.as_str(): names(API),
+            Service::Worker.as_str(): names(WORKER),
+        },
+    })
+}
+
 /// A manifest document holding `components` (name → [`component`]).
 pub fn document(components: Vec<(&str, Value)>) -> Value {
     let components: serde_json::Map<String, Value> = components

@@ -1,10 +1,13 @@
 //! The one log line per processed message, the same from the Fargate worker,
 //! the Lambda SQS function and the local mode: id, key, size, receive count,
-//! latency and outcome, never the email's content.
+//! latency and outcome, never the email's content; and the metrics of the
+//! outcome.
 
 use std::time::Duration;
 
 use crate::bucket::PutOutcome;
+use crate::id::now_millis;
+use crate::metrics::names;
 use crate::queue::ReceivedMessage;
 use crate::store::{StoreError, Stored};
 
@@ -39,8 +42,17 @@ pub fn store_outcome(
     match result {
         Ok(stored) => {
             let outcome = match stored.outcome {
-                PutOutcome::Created => "stored",
-                PutOutcome::AlreadyExists => "already stored",
+                PutOutcome::Created => {
+                    ::metrics::counter!(names::EMAILS_STORED).increment(1);
+                    // From when the API accepted it, by the id's clock.
+                    let since = now_millis().saturating_sub(stored.id.unix_millis());
+                    ::metrics::histogram!(names::END_TO_END_LATENCY).record(since as f64);
+                    "stored"
+                }
+                PutOutcome::AlreadyExists => {
+                    ::metrics::counter!(names::EMAILS_ALREADY_STORED).increment(1);
+                    "already stored"
+                }
             };
             tracing::info!(
                 id = %stored.id,
@@ -53,10 +65,14 @@ pub fn store_outcome(
             );
         }
         Err(e) => {
-            let outcome = match e {
-                StoreError::Poison(_) => "unstorable; left for the dead-letter queue",
-                StoreError::Bucket(_) => "store failed; will be retried",
+            let (outcome, metric) = match e {
+                StoreError::Poison(_) => (
+                    "unstorable; left for the dead-letter queue",
+                    names::MESSAGES_UNSTORABLE,
+                ),
+                StoreError::Bucket(_) => ("store failed; will be retried", names::STORE_FAILURES),
             };
+            ::metrics::counter!(metric).increment(1);
             tracing::warn!(
                 message_id = message.message_id,
                 receive_count = message.receive_count,

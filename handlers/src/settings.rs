@@ -62,8 +62,40 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
     /// URL of the SQS queue of emails.
-    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL")]
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "SQS_QUEUE_URL", value_parser = queue_url)]
     pub sqs_queue_url: String,
+}
+
+/// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>`,
+/// or the same shape on an emulator's `http://` endpoint.
+fn queue_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("must be an http(s) URL: https://sqs.<region>.amazonaws.com/<account>/<queue>")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [host, account, name] if !host.is_empty() && !account.is_empty() && !name.is_empty() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("must be <endpoint>/<account>/<queue name>".into()),
+    }
+}
+
+/// An S3 bucket name as S3 allows it: 3-63 lower-case letters, digits, dots
+/// and hyphens, beginning and ending with a letter or digit.
+fn bucket_name(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if (3..=63).contains(&text.len())
+        && text.chars().all(allowed)
+        && edge(text.chars().next())
+        && edge(text.chars().last())
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("not a valid S3 bucket name (3-63 lower-case letters, digits, '.' and '-')".into())
+    }
 }
 
 /// What validate-and-enqueue needs: the queue and the token's parameter.
@@ -121,7 +153,7 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// S3 bucket the emails are stored in.
-    #[arg(long, env = "S3_BUCKET_NAME", value_name = "S3_BUCKET_NAME")]
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "S3_BUCKET_NAME", value_parser = bucket_name)]
     pub s3_bucket_name: String,
 
     #[command(flatten)]
@@ -154,12 +186,43 @@ mod tests {
     }
 
     #[test]
+    fn queue_urls_and_bucket_names_are_checked() {
+        for good in [
+            "https://sqs.us-east-2.amazonaws.com/123456789012/emails",
+            "http://127.0.0.1:5000/123456789012/emails",
+        ] {
+            assert!(queue_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "emails",
+            "https://sqs.amazonaws.com/emails",
+            "ftp://x/1/2",
+            "",
+        ] {
+            assert!(queue_url(bad).is_err(), "{bad}");
+        }
+        for good in ["emails", "queue2bucket-emails-1a2b", "a.b.c"] {
+            assert!(bucket_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ab",
+            "Emails",
+            "emails_x",
+            "-emails",
+            "emails.",
+            &"x".repeat(64),
+        ] {
+            assert!(bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_bad_setting_names_its_variable() {
         let err = Both::try_parse_from([
             "x",
-            "--sqs-queue-url=q",
+            "--sqs-queue-url=https://sqs.us-east-2.amazonaws.com/1/q",
             "--token-param-name=p",
-            "--s3-bucket-name=b",
+            "--s3-bucket-name=bucket",
             "--s3-key-prefix=../emails/",
         ])
         .unwrap_err()
@@ -167,9 +230,9 @@ mod tests {
         assert!(err.contains("S3_KEY_PREFIX"), "{err}");
         let err = Both::try_parse_from([
             "x",
-            "--sqs-queue-url=q",
+            "--sqs-queue-url=https://sqs.us-east-2.amazonaws.com/1/q",
             "--token-param-name=p",
-            "--s3-bucket-name=b",
+            "--s3-bucket-name=bucket",
             "--token-refresh-interval=0",
         ])
         .unwrap_err()

@@ -36,6 +36,7 @@ use subtle::{Choice, ConstantTimeEq};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
+use crate::metrics::names;
 use crate::secret::{SecretError, SecretSource};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -292,6 +293,10 @@ impl Inner {
             .fetch()
             .await
             .map(|value| -> Arc<[Digest32]> { tokens(&value).map(digest).collect() });
+        ::metrics::counter!(names::TOKEN_READS).increment(1);
+        if result.is_err() {
+            ::metrics::counter!(names::TOKEN_READ_FAILURES).increment(1);
+        }
         let mut state = self.lock_write();
         match &result {
             Ok(digests) => {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::dev::DevArgs;
 use crate::redrive::RedriveArgs;
 use crate::settings::{ApiArgs, PortArgs, WorkerArgs};
+use crate::status::StatusArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +30,8 @@ pub enum Command {
     Api(ApiArgs),
     /// Poll the queue and store each message in the bucket.
     Worker(WorkerArgs),
+    /// Show messages waiting, in flight and dead-lettered, and the oldest's age; exit 1 if the dead-letter queue holds messages.
+    Status(StatusArgs),
     /// Move every message of the queue's dead-letter queue back to the queue, to be stored (--dry-run: list them).
     Redrive(RedriveArgs),
     /// Exit 0 if the API on PORT answers GET / with 200 (container health check).

@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Args;
 use handlers::api;
 use handlers::local::{self, DataDir, LocalArgs, LocalError};
-use handlers::queue::sqlite::SqliteQueueConfig;
+use handlers::metrics::{self, MetricsArgs, MetricsFormat, Service, names};
+use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use handlers::settings::{KeyArgs, LimitsArgs, LogArgs, seconds};
 use handlers::store::{Stored, Storer};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +75,46 @@ pub enum DevError {
     Serve(std::io::Error),
     #[error(transparent)]
     Worker(#[from] worker::LoopPanicked),
+}
+
+/// How often the local mode prints its summary line.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Every [`SUMMARY_INTERVAL`], when anything changed, one line: emails
+/// accepted and stored since the start, messages waiting, and dead letters.
+/// The local mode's metrics, instead of EMF documents.
+fn summarise(queue: Arc<SqliteQueue>, shutdown: CancellationToken) {
+    let counts = metrics::install(
+        Service::Api,
+        &MetricsArgs {
+            metrics_format: MetricsFormat::Off,
+            metrics_namespace: String::new(),
+        },
+    );
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut every = tokio::time::interval(SUMMARY_INTERVAL);
+        every.tick().await;
+        while tokio::select! {
+            () = shutdown.cancelled() => false,
+            _ = every.tick() => true,
+        } {
+            let now = (
+                counts.total(names::EMAILS_ACCEPTED),
+                counts.total(names::EMAILS_STORED),
+                queue.depth().await.unwrap_or(0),
+                queue.dead_letter_count().await.unwrap_or(0),
+            );
+            if last != Some(now) {
+                let (accepted, stored, waiting, dead) = now;
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "accepted {accepted}, stored {stored} since the start; {waiting} waiting, {dead} in the dead-letter table"
+                );
+                last = Some(now);
+            }
+        }
+    });
 }
 
 /// A token with 244 random bits from the OS generator.
@@ -147,6 +188,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         Some(on_stored),
         shutdown.clone(),
     ));
+
+    summarise(queue.clone(), shutdown.clone());
 
     let url = format!("http://{addr}");
     let waiting = queue.depth().await.unwrap_or(0);

@@ -2,8 +2,8 @@
 //! the HTTP server in front of the shared API router ([`server`],
 //! with its connection timeouts in [`idle`]), the SQS
 //! poll loop ([`worker`]), their start-up ([`startup`]) and shutdown
-//! ([`shutdown`]), the container health check ([`health`]), the dead-letter
-//! recovery ([`redrive`]) and the local mode ([`dev`]). The shared core is the `handlers` crate.
+//! ([`shutdown`]), the container health check ([`health`]), the operator's
+//! commands ([`status`], [`redrive`]) and the local mode ([`dev`]). The shared core is the `handlers` crate.
 
 pub mod cli;
 #[cfg(feature = "local")]
@@ -16,4 +16,5 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod startup;
+pub mod status;
 pub mod worker;

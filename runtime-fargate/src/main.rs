@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use handlers::telemetry;
 use runtime_fargate::cli::{Cli, Command};
-use runtime_fargate::{health, manifest, redrive, shutdown, startup};
+use runtime_fargate::{health, manifest, redrive, shutdown, startup, status};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,6 +30,16 @@ async fn main() -> ExitCode {
             if let Err(e) = runtime_fargate::dev::run(args, shutdown::on_signal()).await {
                 eprintln!("queue2bucket dev: {e}");
                 return ExitCode::FAILURE;
+            }
+        }
+        Command::Status(args) => {
+            telemetry::init(args.common.log.log_format, "warn");
+            match status::run(args, &mut std::io::stdout()).await {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("queue2bucket status: {e}");
+                    return ExitCode::from(2);
+                }
             }
         }
         Command::Redrive(args) => {

@@ -30,6 +30,7 @@ pub fn manifest() -> Value {
     ]);
     manifest["health_check_path"] = json!("/");
     manifest["default_port"] = json!(8000);
+    manifest["metrics"] = handlers::manifest::metrics();
     manifest
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::Args;
+use handlers::metrics::MetricsArgs;
 use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, QueueArgs, StoreArgs, seconds};
 
 use crate::idle::IdleLimits;
@@ -64,6 +65,8 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub ingest: IngestArgs,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -78,6 +81,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub poll: PollArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use handlers::metrics::names;
 use handlers::queue::{MAX_BATCH, Queue, ReceivedMessage};
 use handlers::report::{self, Outcome};
 use handlers::store::{Stored, Storer};
@@ -183,7 +184,11 @@ async fn receive_loop(context: Arc<Context>, shutdown: CancellationToken) {
             Ok(messages) if messages.is_empty() => backoff.reset(),
             Ok(messages) => {
                 backoff.reset();
+                metrics::counter!(names::MESSAGES_RECEIVED).increment(messages.len() as u64);
+                let started = Instant::now();
                 process_batch(&context, messages, &shutdown).await;
+                metrics::histogram!(names::WORKER_BATCH_TIME)
+                    .record(handlers::metrics::millis(started.elapsed()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
@@ -303,6 +308,7 @@ async fn store_until_done<'a>(
 
 /// Makes held messages visible again at once, for another worker or later.
 async fn hand_back(context: &Context, messages: &[&ReceivedMessage]) {
+    metrics::counter!(names::MESSAGES_HANDED_BACK).increment(messages.len() as u64);
     for m in messages {
         if let Err(e) = context.queue.retry_later(&m.receipt, Duration::ZERO).await {
             tracing::warn!(error = %e, "could not hand a message back; it returns after its visibility timeout");

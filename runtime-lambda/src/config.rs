@@ -5,6 +5,7 @@
 use clap::Parser;
 #[cfg(feature = "local")]
 use handlers::local::{DataDir, LocalArgs, LocalError};
+use handlers::metrics::MetricsArgs;
 use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs};
 
 /// `queue2bucket-api` on AWS.
@@ -16,6 +17,8 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub limits: LimitsArgs,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -25,6 +28,8 @@ pub struct ApiConfig {
 pub struct WorkerConfig {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -44,6 +49,13 @@ pub struct LocalConfig {
     #[command(flatten)]
     pub log: handlers::settings::LogArgs,
 }
+
+/// The local mode keeps its metrics to itself.
+#[cfg(feature = "local")]
+pub const LOCAL_METRICS: MetricsArgs = MetricsArgs {
+    metrics_format: handlers::metrics::MetricsFormat::Off,
+    metrics_namespace: String::new(),
+};
 
 /// Parses `T` from the environment, or prints which variable is missing or
 /// malformed and exits, which Lambda reports as an init error.

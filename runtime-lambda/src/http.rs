@@ -8,8 +8,10 @@
 
 use axum::Router;
 use axum::extract::Request;
+use axum::middleware::Next;
 use handlers::api::{self, Deadline};
 use handlers::aws::AwsTuning;
+use handlers::metrics::{self, Service};
 use handlers::startup::{aws_ingest, sdk_config};
 use handlers::telemetry;
 
@@ -22,25 +24,36 @@ pub async fn router() -> Result<Router, lambda_http::Error> {
     #[cfg(feature = "local")]
     if let Some((local, dir)) = config::local()? {
         telemetry::init(local.log.log_format, "info");
+        metrics::install(Service::Api, &config::LOCAL_METRICS);
         let ingest = local.local.ingest(&dir)?;
         return Ok(with_deadline(api::router(ingest, (&local.limits).into())));
     }
     let config: ApiConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
+    metrics::install(Service::Api, &config.metrics);
     let sdk = sdk_config(&config.common, AwsTuning::API).await;
     let ingest = aws_ingest(&config.ingest, &sdk);
     Ok(with_deadline(api::router(ingest, (&config.limits).into())))
 }
 
-/// The router, each request given its invocation's deadline.
+/// The router, each request given its invocation's deadline, and the
+/// metrics written after each invocation.
 fn with_deadline(router: Router) -> Router {
-    router.layer(axum::middleware::map_request(
-        |mut request: Request| async move {
-            let context = request.extensions().get::<lambda_runtime::Context>();
-            if let Some(deadline) = context.and_then(deadline::of) {
-                request.extensions_mut().insert(Deadline(deadline));
-            }
-            request
-        },
-    ))
+    router
+        .layer(axum::middleware::from_fn(
+            |request: Request, next: Next| async move {
+                let response = next.run(request).await;
+                metrics::flush();
+                response
+            },
+        ))
+        .layer(axum::middleware::map_request(
+            |mut request: Request| async move {
+                let context = request.extensions().get::<lambda_runtime::Context>();
+                if let Some(deadline) = context.and_then(deadline::of) {
+                    request.extensions_mut().insert(Deadline(deadline));
+                }
+                request
+            },
+        ))
 }

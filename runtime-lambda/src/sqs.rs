@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
 use handlers::aws::AwsTuning;
+use handlers::metrics::{Service, names};
 use handlers::queue::{ID_ATTRIBUTE, ReceivedMessage};
 use handlers::report::{self, Outcome};
 use handlers::startup::{aws_storer, sdk_config};
@@ -25,10 +26,12 @@ pub async fn storer() -> Result<Arc<Storer>, lambda_runtime::Error> {
     #[cfg(feature = "local")]
     if let Some((local, dir)) = config::local()? {
         telemetry::init(local.log.log_format, "info");
+        handlers::metrics::install(Service::Worker, &config::LOCAL_METRICS);
         return Ok(local.local.storer(&dir, &local.keys.s3_key_prefix)?);
     }
     let config: WorkerConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
+    handlers::metrics::install(Service::Worker, &config.metrics);
     let sdk = sdk_config(&config.common, AwsTuning::WORKER).await;
     Ok(aws_storer(&config.store, &sdk))
 }
@@ -76,11 +79,15 @@ pub async fn handle(
             None => failures.push(String::new()),
         }
     }
+    metrics::counter!(names::MESSAGES_RECEIVED).increment(messages.len() as u64);
+    let started = Instant::now();
     let outcomes: Vec<(&ReceivedMessage, Outcome)> = futures_util::stream::iter(&messages)
         .map(|m| async move { (m, store_by(storer, m, deadline).await) })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
+    metrics::histogram!(names::WORKER_BATCH_TIME)
+        .record(handlers::metrics::millis(started.elapsed()));
     for (message, outcome) in outcomes {
         if outcome != Outcome::Stored {
             failures.push(message.message_id.clone());

@@ -237,15 +237,24 @@ class StandinsTest(unittest.TestCase):
 
 class ReadersTest(unittest.TestCase):
     def test_manifest(self) -> None:
-        manifest = {"health_check_path": "/", "default_port": 8000, "components": {
-            name: {"env": {"required": ["A"], "optional": ["B"]}, "aws_actions": [f"x:{name}"]}
-            for name in ("api", "worker", "lambda-api", "lambda-worker")}}
+        """Each binary describes its own components; the reader merges them."""
+        parts = {
+            "queue2bucket": {"health_check_path": "/", "default_port": 8000, "components": {
+                name: {"env": {"required": ["A"], "optional": ["B"]}, "aws_actions": [f"x:{name}"]}
+                for name in ("api", "worker")}},
+            "queue2bucket-api": {"components": {
+                "lambda-api": {"env": {"required": ["A"], "optional": []}, "aws_actions": ["x:lambda-api"]}}},
+            "queue2bucket-worker": {"components": {
+                "lambda-worker": {"env": {"required": ["C"], "optional": []}, "aws_actions": ["x:lambda-worker"]}}},
+        }
         with tempfile.TemporaryDirectory() as d:
-            binary = Path(d) / "queue2bucket"
-            binary.write_text(f"#!/bin/sh\n[ \"$1\" = manifest ] && cat <<'EOF'\n{json.dumps(manifest)}\nEOF\n")
-            binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+            for name, manifest in parts.items():
+                binary = Path(d) / name
+                binary.write_text(f"#!/bin/sh\n[ \"$1\" = manifest ] && cat <<'EOF'\n{json.dumps(manifest)}\nEOF\n")
+                binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
             m = rehearse.load_manifest(Path(d))
         self.assertEqual(m.components["worker"], rehearse.Component({"A"}, {"B"}, {"x:worker"}))
+        self.assertEqual(m.components["lambda-worker"], rehearse.Component({"C"}, set(), {"x:lambda-worker"}))
         self.assertEqual((m.health_check_path, m.default_port), ("/", 8000))
 
     def test_readme_states_the_queue_settings(self) -> None:

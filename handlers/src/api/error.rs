@@ -67,13 +67,51 @@ impl ApiError {
     }
 }
 
-/// Marks a response as an error, for the request log.
+/// Marks a response as an error, for the request log and the metrics.
 #[derive(Clone)]
-pub struct ErrorKind(pub String);
+pub struct ErrorKind {
+    pub message: String,
+    /// The counter this error counts in, if any.
+    pub metric: Option<&'static str>,
+}
+
+impl ApiError {
+    /// The counter of this answer (see [`crate::metrics`]); none for a path
+    /// or method the API does not have.
+    pub fn metric(&self) -> Option<&'static str> {
+        use crate::metrics::names::*;
+        use IngestError as I;
+        Some(match self {
+            Self::Ingest(e) => match e {
+                I::Syntax(_)
+                | I::NotAnObject
+                | I::DuplicateKey(_)
+                | I::TooDeep(_)
+                | I::MissingData
+                | I::TokenNotString
+                | I::ConflictingTokens
+                | I::Email(_) => REJECTED_INVALID,
+                I::Token(TokenError::Missing | TokenError::Invalid) => REJECTED_UNAUTHORIZED,
+                I::Token(TokenError::Unavailable(_)) => UNAVAILABLE_TOKEN_STORE,
+                I::Queue(_) => UNAVAILABLE_QUEUE,
+                I::TooLarge(..) => REJECTED_TOO_LARGE,
+            },
+            Self::UnsupportedMediaType => REJECTED_MEDIA_TYPE,
+            Self::BodyTooLarge => REJECTED_TOO_LARGE,
+            Self::RepeatedAuthorization | Self::BodyUnreadable => REJECTED_INVALID,
+            Self::BadAuthorization => REJECTED_UNAUTHORIZED,
+            Self::Timeout => REJECTED_TIMEOUT,
+            Self::OutOfTime => UNAVAILABLE_DEADLINE,
+            Self::Overloaded => UNAVAILABLE_OVERLOADED,
+            Self::NotFound | Self::MethodNotAllowed => return None,
+        })
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let metric = self.metric();
         let message = self.to_string();
         let body = serde_json::json!({ "error": message }).to_string();
         let mut response = (status, body).into_response();
@@ -94,7 +132,9 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        response.extensions_mut().insert(ErrorKind(message));
+        response
+            .extensions_mut()
+            .insert(ErrorKind { message, metric });
         response
     }
 }
@@ -139,7 +179,8 @@ mod tests {
         .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-        let ErrorKind(message) = response.extensions().get::<ErrorKind>().unwrap().clone();
-        assert_eq!(message, "the queue is unavailable");
+        let kind = response.extensions().get::<ErrorKind>().unwrap().clone();
+        assert_eq!(kind.message, "the queue is unavailable");
+        assert_eq!(kind.metric, Some(crate::metrics::names::UNAVAILABLE_QUEUE));
     }
 }

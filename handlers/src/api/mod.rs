@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +29,8 @@ use tower::ServiceBuilder;
 
 pub use error::ApiError;
 use error::ErrorKind;
+
+use crate::metrics::names;
 
 /// The OpenAPI document, shipped inside the binary.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -199,10 +201,18 @@ async fn log_request(request: Request, next: Next, timeout: Duration) -> Respons
         .extensions()
         .get::<EmailId>()
         .map(|id| id.to_string());
-    let error = response
-        .extensions()
-        .get::<ErrorKind>()
-        .map(|e| e.0.as_str());
+    let error = response.extensions().get::<ErrorKind>();
+    if method == Method::POST && path == "/email" {
+        let metric = match error {
+            Some(kind) => kind.metric,
+            None => Some(names::EMAILS_ACCEPTED),
+        };
+        if let Some(metric) = metric {
+            ::metrics::counter!(metric).increment(1);
+        }
+        ::metrics::histogram!(names::API_LATENCY).record(latency_ms);
+    }
+    let error = error.map(|e| e.message.as_str());
     if status >= 500 {
         tracing::warn!(%method, path, status, latency_ms, error, "request");
     } else {

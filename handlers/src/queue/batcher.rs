@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
+use crate::metrics::names;
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +120,8 @@ async fn run(queue: Arc<dyn Queue>, mut rx: mpsc::Receiver<Job>, max_in_flight: 
         in_flight.spawn(async move {
             let (messages, replies): (Vec<_>, Vec<_>) =
                 jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
+            metrics::counter!(names::SQS_SEND_CALLS).increment(1);
+            metrics::histogram!(names::SQS_BATCH_SIZE).record(messages.len() as f64);
             let results = queue.send_batch(&messages).await;
             for (reply, result) in replies.into_iter().zip(results) {
                 // The caller may have given up (client gone); nothing to do.

@@ -120,6 +120,29 @@ impl SqliteQueue {
             .map(|n| n as u64)
     }
 
+    /// Messages waiting (visible), in flight (received, not yet deleted),
+    /// and the age of the oldest, in milliseconds.
+    pub async fn status(&self) -> Result<(u64, u64, Option<u64>), QueueError> {
+        let now = now_millis() as i64;
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(visible_at_ms <= ?1), 0), COALESCE(SUM(visible_at_ms > ?1), 0),
+                        MIN(sent_at_ms)
+                 FROM messages",
+                params![now],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
+            )
+        })
+        .await
+        .map(|(waiting, in_flight, oldest)| {
+            (
+                waiting as u64,
+                in_flight as u64,
+                oldest.map(|t| (now - t).max(0) as u64),
+            )
+        })
+    }
+
     /// Messages moved to the dead-letter table.
     pub async fn dead_letter_count(&self) -> Result<u64, QueueError> {
         self.with_conn(|c| {

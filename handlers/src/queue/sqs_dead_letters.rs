@@ -51,6 +51,11 @@ impl SqsDeadLetters {
         "sqs:ChangeMessageVisibility",
     ];
 
+    /// The dead-letter queue's URL.
+    pub fn dlq_url(&self) -> &str {
+        &self.dlq_url
+    }
+
     /// Finds the dead-letter queue from `queue_url`'s redrive policy.
     pub async fn discover(client: Client, queue_url: &str) -> Result<Self, QueueError> {
         let attributes = client

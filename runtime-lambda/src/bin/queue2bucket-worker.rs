@@ -15,7 +15,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let storer = storer.clone();
         let deadline = deadline::of(&event.context);
         async move {
-            Ok::<_, lambda_runtime::Error>(sqs::handle(&storer, event.payload, deadline).await)
+            let response = sqs::handle(&storer, event.payload, deadline).await;
+            handlers::metrics::flush();
+            Ok::<_, lambda_runtime::Error>(response)
         }
     }))
     .await
