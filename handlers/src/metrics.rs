@@ -12,9 +12,9 @@
 //! number of metrics, and the bill, small.
 //!
 //! The Fargate runtime flushes every 10 s and at shutdown, the Lambda
-//! functions after each invocation. `METRICS_FORMAT=off` turns the output
-//! off; the counts are still kept, which is how the local mode prints its
-//! one-line summary.
+//! functions after each invocation. `METRICS_FORMAT=off` turns them off
+//! altogether; the local mode counts without writing, for its one-line
+//! summary.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -129,7 +129,7 @@ impl Service {
 pub enum MetricsFormat {
     /// CloudWatch Embedded Metric Format documents on stdout.
     Emf,
-    /// No output (counts are still kept in memory).
+    /// No metrics.
     Off,
 }
 
@@ -364,9 +364,16 @@ fn unit_name(unit: Unit) -> &'static str {
 
 static INSTALLED: OnceLock<&'static Emf> = OnceLock::new();
 
-/// Sets the recorder for this process, once; later calls (tests that start
+/// Sets the recorder for this process, unless metrics are off (then the
+/// facade's calls cost next to nothing). Once: later calls (tests that start
 /// several apps in one process) keep the first.
-pub fn install(service: Service, args: &MetricsArgs) -> &'static Emf {
+pub fn install(service: Service, args: &MetricsArgs) -> Option<&'static Emf> {
+    (args.metrics_format != MetricsFormat::Off).then(|| counting(service, args))
+}
+
+/// Sets a recorder that counts, whatever the output (the local mode reads
+/// its totals for its summary line).
+pub fn counting(service: Service, args: &MetricsArgs) -> &'static Emf {
     INSTALLED.get_or_init(|| {
         let emf: &'static Emf = Box::leak(Box::new(Emf::new(service, args)));
         let _ = metrics::set_global_recorder(emf);

@@ -508,30 +508,45 @@ async fn health_readiness_and_the_openapi_document() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_or_malformed_settings_stop_startup_naming_the_variable() {
     type Case<'a> = (&'a [&'a str], Vec<(String, String)>, &'a str);
-    let cases: [Case; 4] = [
+    let queue = || {
+        (
+            "SQS_QUEUE_URL".to_owned(),
+            "http://127.0.0.1:1/123456789012/q".to_owned(),
+        )
+    };
+    let bucket = || ("S3_BUCKET_NAME".to_owned(), "emails".to_owned());
+    let cases: [Case; 7] = [
         (
             &["api"],
             vec![("TOKEN_PARAM_NAME".into(), "/t".into())],
             "SQS_QUEUE_URL",
         ),
+        (&["api"], vec![queue()], "TOKEN_PARAM_NAME"),
+        (&["worker"], vec![queue()], "S3_BUCKET_NAME"),
         (
-            &["api"],
-            vec![("SQS_QUEUE_URL".into(), "http://q".into())],
-            "TOKEN_PARAM_NAME",
+            &["worker"],
+            vec![queue(), bucket(), ("POLL_INTERVAL".into(), "60".into())],
+            "POLL_INTERVAL",
+        ),
+        // Settings that would make every store fail stop the start instead.
+        (
+            &["worker"],
+            vec![("SQS_QUEUE_URL".into(), "q".into()), bucket()],
+            "SQS_QUEUE_URL",
         ),
         (
             &["worker"],
-            vec![("SQS_QUEUE_URL".into(), "http://q".into())],
+            vec![queue(), ("S3_BUCKET_NAME".into(), "My_Bucket".into())],
             "S3_BUCKET_NAME",
         ),
         (
             &["worker"],
             vec![
-                ("SQS_QUEUE_URL".into(), "http://q".into()),
-                ("S3_BUCKET_NAME".into(), "b".into()),
-                ("POLL_INTERVAL".into(), "60".into()),
+                queue(),
+                bucket(),
+                ("S3_KEY_PREFIX".into(), "/emails/".into()),
             ],
-            "POLL_INTERVAL",
+            "S3_KEY_PREFIX",
         ),
     ];
     for (args, env, variable) in cases {

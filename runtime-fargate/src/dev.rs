@@ -84,7 +84,7 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 /// accepted and stored since the start, messages waiting, and dead letters.
 /// The local mode's metrics, instead of EMF documents.
 fn summarise(queue: Arc<SqliteQueue>, shutdown: CancellationToken) {
-    let counts = metrics::install(
+    let counts = metrics::counting(
         Service::Api,
         &MetricsArgs {
             metrics_format: MetricsFormat::Off,
