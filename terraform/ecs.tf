@@ -44,6 +44,7 @@ locals {
       { name = "TOKEN_PARAM_NAME", value = aws_ssm_parameter.token.name },
       { name = "PORT", value = tostring(var.container_port) },
       { name = "KEEP_ALIVE_TIMEOUT", value = tostring(var.api_keep_alive_timeout) },
+      { name = "METRICS_NAMESPACE", value = var.metrics_namespace },
     ]
 
     # The image has no shell: the binary checks its own health.
@@ -80,6 +81,7 @@ locals {
       { name = "S3_BUCKET_NAME", value = aws_s3_bucket.emails.bucket },
       { name = "S3_KEY_PREFIX", value = var.s3_key_prefix },
       { name = "POLL_INTERVAL", value = tostring(var.worker_poll_interval) },
+      { name = "METRICS_NAMESPACE", value = var.metrics_namespace },
     ]
 
     logConfiguration = {

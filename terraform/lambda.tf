@@ -26,14 +26,17 @@ data "aws_lambda_functions" "existing" {
 locals {
   lambda_existing_functions = flatten(data.aws_lambda_functions.existing[*].function_names)
 
+  # METRICS_NAMESPACE: the namespace the dashboard and alarms read (dashboard.tf).
   lambda_api_environment = {
-    SQS_QUEUE_URL    = aws_sqs_queue.main.url
-    TOKEN_PARAM_NAME = aws_ssm_parameter.token.name
+    SQS_QUEUE_URL     = aws_sqs_queue.main.url
+    TOKEN_PARAM_NAME  = aws_ssm_parameter.token.name
+    METRICS_NAMESPACE = var.metrics_namespace
   }
 
   lambda_worker_environment = {
-    S3_BUCKET_NAME = aws_s3_bucket.emails.bucket
-    S3_KEY_PREFIX  = var.s3_key_prefix
+    S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
+    S3_KEY_PREFIX     = var.s3_key_prefix
+    METRICS_NAMESPACE = var.metrics_namespace
   }
 }
 

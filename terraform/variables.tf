@@ -383,12 +383,6 @@ variable "max_receive_count" {
   }
 }
 
-variable "alarm_actions" {
-  description = "ARNs (for example SNS topics) notified when the dead-letter queue holds messages."
-  type        = list(string)
-  default     = []
-}
-
 variable "s3_key_prefix" {
   description = "Key prefix under which the worker stores messages (S3_KEY_PREFIX); the worker may write only below it."
   type        = string
@@ -467,6 +461,27 @@ variable "api_token_version" {
     condition     = var.api_token_version >= 1 && floor(var.api_token_version) == var.api_token_version
     error_message = "api_token_version must be a positive integer."
   }
+}
+
+# ---------------------------------------------------------------------------
+# Metrics, dashboard and alarms
+# ---------------------------------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the binaries publish their metrics to (METRICS_NAMESPACE, set on both containers and both functions) and that the dashboard and alarms read."
+  type        = string
+  default     = "Queue2Bucket"
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z._/#: -]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 letters, digits and . - _ / # : or spaces, and must not start with \"AWS/\" (reserved for AWS services)."
+  }
+}
+
+variable "alarm_actions" {
+  description = "ARNs (for example SNS topics) notified when the dead-letter queue holds messages."
+  type        = list(string)
+  default     = []
 }
 
 # ---------------------------------------------------------------------------
