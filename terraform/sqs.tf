@@ -81,20 +81,3 @@ resource "aws_sqs_queue_policy" "dlq" {
   queue_url = aws_sqs_queue.dlq.id
   policy    = data.aws_iam_policy_document.queue_tls_only["dlq"].json
 }
-
-# Anything in the DLQ needs a look: the worker gave up on it.
-resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  alarm_name          = "${var.name}-dlq-not-empty"
-  alarm_description   = "Messages in ${aws_sqs_queue.dlq.name}: the worker failed to store them ${var.max_receive_count} times. Fix the cause (worker logs: outcome of each message), then list them with `queue2bucket redrive --dry-run` and move them back with `queue2bucket redrive` (SQS_QUEUE_URL=${aws_sqs_queue.main.url}); unstorable messages return to the dead-letter queue."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-}

@@ -479,9 +479,53 @@ variable "metrics_namespace" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (for example SNS topics) notified when the dead-letter queue holds messages."
+  description = "ARNs (for example an SNS topic) notified when any alarm goes into ALARM and when it returns to OK. Empty: the alarms only show in the console and on the dashboard."
   type        = list(string)
   default     = []
+}
+
+variable "alarm_queue_age_seconds" {
+  description = "Age in seconds of the oldest message in the queue above which the <name>-queue-age alarm fires (three minutes in a row): the worker is down or not keeping up."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.alarm_queue_age_seconds >= 60
+    error_message = "alarm_queue_age_seconds must be at least 60 (SQS reports the age once a minute)."
+  }
+}
+
+variable "alarm_api_unavailable_percent" {
+  description = "Share (percent) of POST /email answered 503 (queue, token store, overload or deadline), of those accepted or answered 503, over 5 minutes, above which the <name>-api-unavailable alarm fires."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.alarm_api_unavailable_percent > 0 && var.alarm_api_unavailable_percent <= 100
+    error_message = "alarm_api_unavailable_percent must be above 0 and at most 100."
+  }
+}
+
+variable "alarm_alb_5xx_percent" {
+  description = "Share (percent) of requests to the load balancer answered 5xx (by the load balancer itself or by the API), over 5 minutes, above which the <name>-alb-5xx alarm fires."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.alarm_alb_5xx_percent > 0 && var.alarm_alb_5xx_percent <= 100
+    error_message = "alarm_alb_5xx_percent must be above 0 and at most 100."
+  }
+}
+
+variable "alarm_store_failures" {
+  description = "Failed attempts to store an email in the bucket (each retried) in 5 minutes above which the <name>-store-failures alarm fires."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alarm_store_failures >= 0
+    error_message = "alarm_store_failures must not be negative."
+  }
 }
 
 # ---------------------------------------------------------------------------
