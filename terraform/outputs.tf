@@ -102,3 +102,18 @@ output "system_test_role_arn" {
   description = "Role the system test assumes (jobs of github_branch; null without github_repository)."
   value       = local.github ? aws_iam_role.system_test[0].arn : null
 }
+
+output "metrics_namespace" {
+  description = "CloudWatch namespace of the binaries' metrics (METRICS_NAMESPACE), read by the dashboard and alarms."
+  value       = var.metrics_namespace
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the pipeline: answers, accepted vs stored, queue, DLQ, tasks or concurrency, latencies, load balancer, alarms."
+  value       = aws_cloudwatch_dashboard.main.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "Console URL of the dashboard."
+  value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.main.dashboard_name}"
+}
