@@ -16,7 +16,14 @@ with python-hcl2 and fails when:
   script cannot inspect (managed policy attachments, inline JSON, ...);
 - the worker's s3:PutObject grant is not limited to its S3_KEY_PREFIX;
 - a load balancer target group health-checks another path than the API's
-  health_check_path, or the container/target port differs from default_port.
+  health_check_path, or the container/target port differs from default_port;
+- the dashboard or an alarm reads, in the binaries' metrics namespace, a
+  metric the code does not emit under that Service value (the manifest's
+  "metrics": namespace, dimension, emitted names per Service value), uses
+  another dimension, or reads a namespace other than the one every container
+  and function publishes to (its METRICS_NAMESPACE, or the binary's default);
+- an alarm does not notify var.alarm_actions both when it fires and when it
+  clears, leaves treat_missing_data unset, or has no runbook description.
 
 Usage:
     test_consistency.py --manifest FILE            # FILE may be '-' for stdin
@@ -24,13 +31,15 @@ Usage:
 
 --self-test first checks the real configuration, then applies a series of
 deliberate mismatches to copies of the parsed configuration and manifest and
-asserts that each one is reported, proving the checks can fail.
+asserts that each one is reported, proving the checks can fail. Without
+--manifest it uses REFERENCE_MANIFEST, a hand-written fixture of the format.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import re
 import sys
@@ -81,38 +90,71 @@ LAMBDA_RESERVED_ENV = {
     "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
 }
 
-# The documented manifest format; used by --self-test when no --manifest is given.
+# The documented manifest format, written by hand: what --self-test uses when
+# no --manifest is given (scripts/manifest.sh merges what each binary prints).
+_API_ENV = {
+    "required": ["SQS_QUEUE_URL", "TOKEN_PARAM_NAME"],
+    "optional": ["AWS_REGION", "HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "LOG_FORMAT", "MAX_CONCURRENT_REQUESTS",
+                 "METRICS_FORMAT", "METRICS_NAMESPACE", "PORT", "REQUEST_TIMEOUT", "RUST_LOG",
+                 "SQS_SEND_CONCURRENCY", "TOKEN_CACHE_TTL", "TOKEN_REFRESH_INTERVAL"],
+    "defaults": {"HEADER_TIMEOUT": "5", "KEEP_ALIVE_TIMEOUT": "75", "LOG_FORMAT": "json",
+                 "MAX_CONCURRENT_REQUESTS": "256", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
+                 "PORT": "8000", "REQUEST_TIMEOUT": "10", "SQS_SEND_CONCURRENCY": "4", "TOKEN_CACHE_TTL": "300",
+                 "TOKEN_REFRESH_INTERVAL": "1"},
+}
 REFERENCE_MANIFEST: dict[str, Any] = {
     "health_check_path": "/",
     "default_port": 8000,
     "components": {
         "api": {
-            "env": {
-                "required": ["SQS_QUEUE_URL", "TOKEN_PARAM_NAME"],
-                "optional": ["AWS_REGION", "PORT", "TOKEN_CACHE_TTL", "TOKEN_REFRESH_INTERVAL",
-                             "MAX_CONCURRENT_REQUESTS", "REQUEST_TIMEOUT", "LOG_FORMAT", "RUST_LOG"],
-            },
+            "env": _API_ENV,
             "aws_actions": ["sqs:SendMessage", "ssm:GetParameter"],
+            "aws_call_timeout_secs": 5,
         },
         "worker": {
             "env": {
-                "required": ["SQS_QUEUE_URL", "S3_BUCKET_NAME"],
-                "optional": ["AWS_REGION", "POLL_INTERVAL", "S3_KEY_PREFIX", "WORKER_CONCURRENCY",
-                             "LOG_FORMAT", "RUST_LOG"],
+                "required": ["S3_BUCKET_NAME", "SQS_QUEUE_URL"],
+                "optional": ["AWS_REGION", "LOG_FORMAT", "METRICS_FORMAT", "METRICS_NAMESPACE", "POLL_INTERVAL",
+                             "RUST_LOG", "S3_KEY_PREFIX", "WORKER_CONCURRENCY"],
+                "defaults": {"LOG_FORMAT": "json", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
+                             "POLL_INTERVAL": "10", "S3_KEY_PREFIX": "emails/", "WORKER_CONCURRENCY": "4"},
             },
-            "aws_actions": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                            "sqs:GetQueueAttributes", "s3:PutObject"],
+            "aws_actions": ["s3:PutObject", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+            "aws_call_timeout_secs": 30,
         },
         "lambda-api": {
             "env": {
-                "required": ["SQS_QUEUE_URL", "TOKEN_PARAM_NAME"],
-                "optional": ["TOKEN_CACHE_TTL", "TOKEN_REFRESH_INTERVAL", "LOG_FORMAT", "RUST_LOG"],
+                "required": _API_ENV["required"],
+                "optional": [v for v in _API_ENV["optional"] if v not in ("HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "PORT")],
+                "defaults": {k: v for k, v in _API_ENV["defaults"].items()
+                             if k not in ("HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "PORT")},
             },
             "aws_actions": ["sqs:SendMessage", "ssm:GetParameter"],
+            "aws_call_timeout_secs": 5,
         },
         "lambda-worker": {
-            "env": {"required": ["S3_BUCKET_NAME"], "optional": ["S3_KEY_PREFIX", "LOG_FORMAT", "RUST_LOG"]},
+            "env": {
+                "required": ["S3_BUCKET_NAME"],
+                "optional": ["AWS_REGION", "LOG_FORMAT", "METRICS_FORMAT", "METRICS_NAMESPACE", "RUST_LOG",
+                             "S3_KEY_PREFIX"],
+                "defaults": {"LOG_FORMAT": "json", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
+                             "S3_KEY_PREFIX": "emails/"},
+            },
             "aws_actions": ["s3:PutObject"],
+            "aws_call_timeout_secs": 30,
+        },
+    },
+    "metrics": {
+        "namespace": {"env": "METRICS_NAMESPACE", "default": "Queue2Bucket"},
+        "dimension": "Service",
+        "emitted": {
+            "api": ["EmailsAccepted", "RejectedInvalid", "RejectedUnauthorized", "RejectedTimeout",
+                    "RejectedTooLarge", "RejectedMediaType", "UnavailableQueue", "UnavailableTokenStore",
+                    "UnavailableOverloaded", "UnavailableDeadline", "SqsSendCalls", "SqsBatchSize", "ApiLatency",
+                    "TokenReads", "TokenReadFailures"],
+            "worker": ["MessagesReceived", "EmailsStored", "EmailsAlreadyStored", "StoreFailures",
+                       "MessagesUnstorable", "MessagesHandedBack", "EndToEndLatency", "WorkerBatchTime"],
         },
     },
 }
@@ -614,11 +656,255 @@ def check_timeouts(cfg: Config, manifest: dict) -> list[str]:
     return errors
 
 
+# ---------------------------------------------------------------------------
+# Metrics: the dashboard and the alarms against what the code emits
+# ---------------------------------------------------------------------------
+
+# Namespaces of metrics AWS services publish themselves; anything else is
+# ours and must be the namespace the binaries publish to.
+AWS_METRIC_NAMESPACE = re.compile(r"^(AWS/.+|ECS/ContainerInsights)$")
+TREAT_MISSING_DATA = {"breaching", "notBreaching", "ignore", "missing"}
+ALARM_ACTIONS = "var.alarm_actions"  # the one source of every alarm's actions
+
+
+@dataclasses.dataclass
+class MetricRef:
+    """One metric a dashboard widget or an alarm reads (raw expressions)."""
+    where: str
+    namespace: Any
+    name: Any
+    dimensions: dict[str, Any]
+
+
+def metric_array(arr: Any, where: str) -> MetricRef | None:
+    """A dashboard metric array: [namespace, name, dim, value, ..., {options}]."""
+    if not isinstance(arr, list):
+        raise ConfigError(f"{where}: a metric must be a literal array, found {arr!r}")
+    items = arr[:-1] if arr and isinstance(arr[-1], dict) else list(arr)
+    if not items:
+        return None  # an expression ({ expression = ... }) reads no metric itself
+    if any(isinstance(x, str) and x in (".", "..") for x in items):
+        raise ConfigError(f"{where}: the '.' shorthand cannot be checked; spell every metric out ({arr!r})")
+    if len(items) < 2 or len(items) % 2 or not all(isinstance(x, str) for x in items):
+        raise ConfigError(f"{where}: expected [namespace, name, dimension, value, ..., {{options}}], found {arr!r}")
+    return MetricRef(where, items[0], items[1], dict(zip(items[2::2], items[3::2])))
+
+
+def dashboard_metric_refs(cfg: Config) -> list[MetricRef]:
+    """Every metric the dashboards' widgets show. A dashboard body must be
+    jsonencode(...) of locals holding literal widget lists."""
+    dashboards = cfg.resources.get("aws_cloudwatch_dashboard", {})
+    if not dashboards:
+        raise ConfigError("no aws_cloudwatch_dashboard found (dashboard.tf)")
+    refs: list[MetricRef] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item, where)
+        elif isinstance(value, dict):
+            title = value.get("title")
+            here = f"{where}, widget {title!r}" if isinstance(title, str) else where
+            for key, item in value.items():
+                if key == "metrics":
+                    if not isinstance(item, list):
+                        raise ConfigError(f"{here}: 'metrics' must be a literal list, found {item!r}")
+                    refs.extend(r for r in (metric_array(a, here) for a in item) if r)
+                else:
+                    walk(item, here)
+
+    for name, body in dashboards.items():
+        raw = attr(body, "dashboard_body")
+        used = re.findall(r"\blocal\.(\w+)", raw if isinstance(raw, str) else "")
+        if not used:
+            raise ConfigError(f"aws_cloudwatch_dashboard.{name}: dashboard_body must be jsonencode() of a local "
+                              f"holding the widgets, so that their metrics can be checked; found {raw!r}")
+        for local_name in used:
+            if local_name not in cfg.locals:
+                raise ConfigError(f"aws_cloudwatch_dashboard.{name}: local.{local_name} not found")
+            walk(cfg.locals[local_name], f"aws_cloudwatch_dashboard.{name} (local.{local_name})")
+    return refs
+
+
+def alarm_metric_refs(cfg: Config) -> list[MetricRef]:
+    """Every metric the alarms read: their own, or their metric_query metrics."""
+    refs = []
+    for name, body in cfg.resources.get("aws_cloudwatch_metric_alarm", {}).items():
+        where = f"aws_cloudwatch_metric_alarm.{name}"
+        if "dynamic" in body:
+            raise ConfigError(f"{where}: dynamic blocks cannot be checked; write each metric_query out")
+        found = []
+        if "metric_name" in body:
+            found.append((where, body))
+        for query in blocks(body, "metric_query"):
+            for metric in blocks(query, "metric"):
+                found.append((f"{where} metric_query {attr(query, 'id')!r}", metric))
+        for here, spec in found:
+            dims = resolve(cfg, attr(spec, "dimensions", {}))
+            if not isinstance(dims, dict):
+                raise ConfigError(f"{here}: dimensions must be a literal map, found {attr(spec, 'dimensions')!r}")
+            refs.append(MetricRef(here, attr(spec, "namespace"), attr(spec, "metric_name"), dims))
+    return refs
+
+
+def with_tfvars(cfg: Config) -> Config | None:
+    """The configuration with production's values as the variables' defaults
+    (None when production.tfvars.json sets none of them)."""
+    applied = {k: v for k, v in tfvars().items() if k in cfg.variables}
+    if not applied:
+        return None
+    other = copy.copy(cfg)
+    other.variables = {k: ({**v, "default": [applied[k]]} if k in applied else v) for k, v in cfg.variables.items()}
+    return other
+
+
+def published_namespaces(cfg: Config, manifest: dict) -> dict[str, Any]:
+    """The namespace each component publishes to: its METRICS_NAMESPACE as the
+    infrastructure sets it, else the binary's default."""
+    spec = manifest["metrics"]["namespace"]
+    out = {}
+    for component in [*ECS_TASK_DEFINITIONS, *LAMBDA_FUNCTIONS]:
+        env = component_env(cfg, component)
+        if spec["env"] in env:
+            out[component] = resolve(cfg, env[spec["env"]])
+        else:
+            defaults = manifest["components"][component]["env"].get("defaults", {})
+            out[component] = defaults.get(spec["env"], spec["default"])
+    return out
+
+
+def metrics_spec_problem(manifest: dict) -> str | None:
+    metrics = manifest.get("metrics")
+    if not isinstance(metrics, dict):
+        return ("manifest: no 'metrics' block (namespace, dimension, emitted): these binaries do not say which "
+                "metrics they emit (built before issue 16's metrics?), so the metric names, Service values and "
+                "namespace of the dashboard and the alarms cannot be checked; build the binaries from a commit "
+                "whose `manifest` prints it")
+    ns, emitted = metrics.get("namespace"), metrics.get("emitted")
+    if not (isinstance(ns, dict) and isinstance(ns.get("env"), str) and isinstance(ns.get("default"), str)):
+        return "manifest: metrics.namespace must be {\"env\": ..., \"default\": ...}"
+    if not isinstance(metrics.get("dimension"), str):
+        return "manifest: metrics.dimension missing or not a string"
+    if not (isinstance(emitted, dict) and emitted
+            and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in emitted.values())):
+        return "manifest: metrics.emitted must map each dimension value to the list of metric names"
+    return None
+
+
+def namespace_view(cfg: Config, manifest: dict, refs: list[MetricRef]) -> tuple:
+    return (sorted(published_namespaces(cfg, manifest).items()), [resolve(cfg, r.namespace) for r in refs])
+
+
+def namespace_errors(cfg: Config, manifest: dict, refs: list[MetricRef], suffix: str) -> list[str]:
+    """Every component publishes to one namespace, and every metric read
+    outside AWS's namespaces is in it."""
+    env_name = manifest["metrics"]["namespace"]["env"]
+    errors = []
+    published = published_namespaces(cfg, manifest)
+    unresolved = {k: v for k, v in published.items() if isinstance(v, Unresolved)}
+    if unresolved:
+        return [f"{env_name} cannot be determined for {sorted(unresolved)}: {sorted(set(unresolved.values()))}"]
+    if len(set(published.values())) > 1:
+        errors.append(f"the components publish their metrics to different namespaces{suffix} ({env_name}, "
+                      f"or the binary's default where it is not set): "
+                      + ", ".join(f"{k} {v!r}" for k, v in sorted(published.items())))
+    ours_seen = False
+    for ref in refs:
+        namespace = resolve(cfg, ref.namespace)
+        if not isinstance(namespace, str) or isinstance(namespace, Unresolved):
+            errors.append(f"{ref.where}: namespace {ref.namespace!r} cannot be determined")
+            continue
+        if AWS_METRIC_NAMESPACE.match(namespace):
+            continue
+        ours_seen = True
+        strays = {k: v for k, v in published.items() if v != namespace}
+        if strays:
+            errors.append(f"{ref.where}: reads {ref.name!r} in namespace {shown(ref.namespace, namespace)}{suffix}, "
+                          "but " + ", ".join(f"{k} publishes to {v!r}" for k, v in sorted(strays.items()))
+                          + f" ({env_name}, or the binary's default where the infrastructure does not set it)")
+    if not ours_seen:
+        errors.append(f"the dashboard and alarms read no metric in the binaries' namespace{suffix}: nothing the "
+                      "code emits would be watched (or this check no longer finds their metrics)")
+    return errors
+
+
+def check_metrics(cfg: Config, manifest: dict) -> list[str]:
+    """The dashboard and alarms read, in our namespace, only metrics the code
+    emits, under the dimension and values it emits them with; and the
+    namespace they read is the one every component publishes to."""
+    problem = metrics_spec_problem(manifest)
+    if problem:
+        return [problem]
+    spec = manifest["metrics"]
+    dimension = spec["dimension"]
+    emitted = {service: set(names) for service, names in spec["emitted"].items()}
+    refs = dashboard_metric_refs(cfg) + alarm_metric_refs(cfg)
+    errors: list[str] = []
+
+    # With the variables' defaults, and again with production's values when
+    # they change a namespace (a literal on one side and the variable on the
+    # other would agree only until someone sets metrics_namespace).
+    errors += namespace_errors(cfg, manifest, refs, "")
+    production = with_tfvars(cfg)
+    if production is not None and (namespace_view(production, manifest, refs)
+                                   != namespace_view(cfg, manifest, refs)):
+        errors += namespace_errors(production, manifest, refs, " with production.tfvars.json")
+
+    for ref in refs:
+        namespace = resolve(cfg, ref.namespace)
+        if not isinstance(namespace, str) or AWS_METRIC_NAMESPACE.match(namespace):
+            continue
+        name = resolve(cfg, ref.name)
+        dims = {k: resolve(cfg, v) for k, v in ref.dimensions.items()}
+        if set(dims) != {dimension}:
+            errors.append(f"{ref.where}: {name!r} is read with dimensions {sorted(dims)}, but the binaries "
+                          f"publish every metric with exactly one dimension, {dimension!r}")
+            continue
+        service = dims[dimension]
+        if service not in emitted:
+            errors.append(f"{ref.where}: {dimension}={service!r} is not a value the binaries publish "
+                          f"(they publish {sorted(emitted)})")
+        elif name not in emitted[service]:
+            elsewhere = sorted(s for s, names in emitted.items() if name in names)
+            errors.append(f"{ref.where}: {name!r} with {dimension}={service!r} is not emitted by the {service} "
+                          + (f"(the {', '.join(elsewhere)} emits it)" if elsewhere
+                             else f"(it emits {sorted(emitted[service])})"))
+    return errors
+
+
+def check_alarms(cfg: Config, manifest: dict) -> list[str]:
+    """Every alarm tells the same people (var.alarm_actions) when it fires and
+    when it clears, says what to do, and treats missing data deliberately."""
+    errors = []
+    alarms = cfg.resources.get("aws_cloudwatch_metric_alarm", {})
+    if not alarms:
+        errors.append("no aws_cloudwatch_metric_alarm found (alarms.tf)")
+    for name, body in alarms.items():
+        where = f"aws_cloudwatch_metric_alarm.{name}"
+        for key in ("alarm_actions", "ok_actions"):
+            raw = attr(body, key)
+            if expr_of(raw) != ALARM_ACTIONS:
+                errors.append(f"{where}: {key} is {raw!r}; every alarm notifies {ALARM_ACTIONS} "
+                              "when it fires and when it clears")
+        raw = attr(body, "insufficient_data_actions")
+        if raw is not None and expr_of(raw) != ALARM_ACTIONS:
+            errors.append(f"{where}: insufficient_data_actions is {raw!r}; alarm actions come from {ALARM_ACTIONS} only")
+        treat = attr(body, "treat_missing_data")
+        if treat not in TREAT_MISSING_DATA:
+            errors.append(f"{where}: treat_missing_data is {treat!r}; set it deliberately "
+                          f"(one of {sorted(TREAT_MISSING_DATA)})")
+        description = attr(body, "alarm_description")
+        if not isinstance(description, str) or len(description.strip()) < 40:
+            errors.append(f"{where}: alarm_description {description!r} is not a runbook line "
+                          "(what it means, what to check, what to do)")
+    return errors
+
+
 def run_checks(cfg: Config, manifest: dict) -> list[str]:
     errors = check_manifest_shape(manifest)
     if errors:
         return errors
-    for check in (check_env, check_iam, check_health_and_port, check_timeouts):
+    for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_metrics, check_alarms):
         try:
             errors += check(cfg, manifest)
         except ConfigError as exc:
@@ -660,6 +946,36 @@ def _lambda_vars(cfg: Config, component: str) -> dict:
     if expr and expr.startswith("local."):
         return cfg.locals[expr[len("local."):]]
     return value
+
+
+def _alarm(cfg: Config, name: str) -> dict:
+    return cfg.resource("aws_cloudwatch_metric_alarm", name)
+
+
+def _alarm_query_metric(cfg: Config, alarm: str, query_id: str) -> dict:
+    for query in blocks(_alarm(cfg, alarm), "metric_query"):
+        if attr(query, "id") == query_id:
+            return blocks(query, "metric")[0]
+    raise AssertionError(f"self-test: alarm {alarm} has no metric_query {query_id}")
+
+
+def _widget_metric(cfg: Config, title: str, metric_name: str) -> list:
+    """The metric array of a dashboard widget (found by its title), to mutate."""
+    for entry in cfg.locals["dashboard_widgets"]:
+        properties = entry["widget"].get("properties", {})
+        if properties.get("title") == title:
+            for arr in properties["metrics"]:
+                if len(arr) > 1 and arr[1] == metric_name:
+                    return arr
+    raise AssertionError(f"self-test: no widget {title!r} showing {metric_name}")
+
+
+def _watch_nothing_of_ours(cfg: Config, manifest: dict) -> None:
+    for entry in cfg.locals["dashboard_widgets"]:
+        for arr in entry["widget"].get("properties", {}).get("metrics", []):
+            arr[0] = "AWS/SQS"
+    for name in ("store_failures", "api_unavailable"):
+        cfg.resources["aws_cloudwatch_metric_alarm"].pop(name)
 
 
 Mutation = Callable[[Config, dict], None]
@@ -720,6 +1036,45 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: m["components"]["lambda-worker"].__setitem__("aws_call_timeout_secs", 120)),
         ("the API function's timeout shrinks to its SDK timeout", "lambda_api_timeout",
          lambda c, m: c.variables["lambda_api_timeout"].__setitem__("default", [5])),
+        # Metrics: names, dimension and namespace against the manifest's "metrics".
+        ("an alarm reads a misspelt metric", "'EmailsStoredd' with Service='worker' is not emitted",
+         lambda c, m: _alarm(c, "store_failures").__setitem__("metric_name", ["EmailsStoredd"])),
+        ("a dashboard widget reads a worker metric under Service api", "'EmailsStored' with Service='api'",
+         lambda c, m: _widget_metric(c, "Accepted vs stored per minute", "EmailsStored").__setitem__(3, "api")),
+        ("a dashboard widget reads a Service value nobody publishes", "Service='dev' is not a value",
+         lambda c, m: _widget_metric(c, "API latency, POST /email (ms)", "ApiLatency").__setitem__(3, "dev")),
+        ("an alarm's metric query reads a metric the API does not emit", "'EmailsRejected' with Service='api'",
+         lambda c, m: _alarm_query_metric(c, "api_unavailable", "accepted").__setitem__(
+             "metric_name", ["EmailsRejected"])),
+        ("the code stops emitting a metric an alarm reads",
+         "aws_cloudwatch_metric_alarm.store_failures: 'StoreFailures' with Service='worker' is not emitted",
+         lambda c, m: m["metrics"]["emitted"]["worker"].remove("StoreFailures")),
+        ("an alarm reads our metric with another dimension", "exactly one dimension, 'Service'",
+         lambda c, m: _alarm(c, "store_failures").__setitem__("dimensions", [{"Function": "worker"}])),
+        ("an alarm reads our metric in another namespace", "'Queue2Bucket-old'",
+         lambda c, m: _alarm(c, "store_failures").__setitem__("namespace", ["Queue2Bucket-old"])),
+        ("the worker container publishes to another namespace", "worker publishes to 'Elsewhere'",
+         lambda c, m: next(e for e in _ecs_env_list(c, "worker") if e["name"] == "METRICS_NAMESPACE")
+         .__setitem__("value", "Elsewhere")),
+        ("the worker function stops setting METRICS_NAMESPACE, and the variable's default changes",
+         "lambda-worker publishes to 'Queue2Bucket'",
+         lambda c, m: (_lambda_vars(c, "lambda-worker").pop("METRICS_NAMESPACE"),
+                       c.variables["metrics_namespace"].__setitem__("default", ["Custom"]))),
+        ("the dashboard and alarms read none of the binaries' metrics", "read no metric in the binaries' namespace",
+         _watch_nothing_of_ours),
+        ("a dashboard widget uses the '.' shorthand", "shorthand",
+         lambda c, m: _widget_metric(c, "Accepted vs stored per minute", "EmailsStored").__setitem__(0, ".")),
+        ("the binaries' manifest has no metrics block", "no 'metrics' block",
+         lambda c, m: m.pop("metrics")),
+        # Alarms: one source of actions, missing data chosen, a runbook line.
+        ("an alarm tells nobody when it clears", "ok_actions",
+         lambda c, m: _alarm(c, "queue_age").pop("ok_actions")),
+        ("an alarm notifies a topic of its own", "alarm_actions is",
+         lambda c, m: _alarm(c, "alb_5xx").__setitem__("alarm_actions", [["arn:aws:sns:us-east-2:123456789012:ops"]])),
+        ("an alarm leaves missing data to CloudWatch's default", "treat_missing_data",
+         lambda c, m: _alarm(c, "store_failures").pop("treat_missing_data")),
+        ("an alarm without a runbook line", "not a runbook line",
+         lambda c, m: _alarm(c, "dlq_not_empty").pop("alarm_description")),
     ]
 
 
@@ -797,7 +1152,8 @@ def main(argv: list[str] | None = None) -> int:
         for err in errors:
             print(f"  - {err}")
         return 1
-    print("test_consistency: environment variables, IAM actions, health check path and port match the manifest")
+    print("test_consistency: environment variables, IAM actions, health check path and port, timeouts, and the "
+          "metrics of the dashboard and alarms match the manifest; every alarm notifies alarm_actions")
     return 0
 
 
