@@ -93,6 +93,7 @@ KEYS = {
 KIND_OF = {
     "aws_appautoscaling_policy": "scaling policy",
     "aws_appautoscaling_target": "scalable target",
+    "aws_cloudwatch_dashboard": "dashboard",
     "aws_cloudwatch_log_group": "log group",
     "aws_cloudwatch_metric_alarm": "alarm",
     "aws_default_security_group": "vpc",  # the VPC's own group; Terraform only adopts it
@@ -391,6 +392,7 @@ class Rehearsal:
             "flow log": {x["FlowLogId"] for x in ec2.describe_flow_logs()["FlowLogs"]},
             "log group": {x["logGroupName"] for x in c("logs").describe_log_groups()["logGroups"]},
             "alarm": {x["AlarmName"] for x in c("cloudwatch").describe_alarms()["MetricAlarms"]},
+            "dashboard": {x["DashboardName"] for x in c("cloudwatch").list_dashboards()["DashboardEntries"]},
             "scalable target": {x["ResourceId"] for x in aas.describe_scalable_targets(ServiceNamespace="ecs")
                                 ["ScalableTargets"]},
             "scaling policy": {x["PolicyName"] for x in aas.describe_scaling_policies(ServiceNamespace="ecs")
