@@ -8,10 +8,11 @@
 # logs; tests/test_consistency.py checks every metric name and Service value
 # used here against what `queue2bucket manifest` says the code emits.
 #
-# treat_missing_data is chosen per alarm: our counters and the Lambda and ALB
-# counts publish nothing when nothing happens, and SQS publishes nothing for
-# a queue that has been empty and unused for hours, so missing data means
-# "nothing to report" (notBreaching) for every alarm here.
+# treat_missing_data is chosen per alarm: our counters publish nothing while
+# no task or invocation runs, the Lambda and load balancer counts nothing
+# while nothing happens, and SQS nothing for a queue that has been empty and
+# unused for hours, so missing data means "nothing to report" (notBreaching)
+# for every alarm here.
 
 locals {
   # A rate alarm waits for this many answers in its 5-minute period, so that
