@@ -207,10 +207,10 @@ def aws_env(endpoint):
     }
 
 
-def start_api(endpoint, queue_url, param="/bench/token"):
+def start_api(endpoint, queue_url, param="/bench/token", extra=None):
     port = free_port()
     env = aws_env(endpoint) | {"SQS_QUEUE_URL": queue_url, "TOKEN_PARAM_NAME": param,
-                               "PORT": str(port)}
+                               "PORT": str(port)} | (extra or {})
     p = start([Q2B, "api"], env)
     wait_http(f"http://127.0.0.1:{port}/")
     return p, f"http://127.0.0.1:{port}"
@@ -303,6 +303,32 @@ def bench_stub(results, script):
     results["rss_mb"]["worker (stub)"] = peak_rss_mb(worker)
     stop(worker)
     stop(stub)
+
+
+def bench_metrics(results, script):
+    """What the metrics cost the API: two APIs on one instant-answer stub, one
+    writing EMF (every 10 s, to /dev/null here) and one with
+    METRICS_FORMAT=off (no recorder at all), interleaved at 50 connections,
+    medians of BENCH_REPEATS runs each."""
+    stub_port = free_port()
+    stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN], name="stub")
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    wait_http(f"{stub_url}/stats")
+    queue = f"{stub_url}/123456789012/bench"
+    on, on_url = start_api(stub_url, queue, extra={"METRICS_FORMAT": "emf"})
+    off, off_url = start_api(stub_url, queue, extra={"METRICS_FORMAT": "off"})
+    for url in (on_url, off_url):
+        wrk(f"{url}/email", 10, script)
+    samples = {"on": [], "off": []}
+    for _ in range(REPEATS):
+        for key, url in (("on", on_url), ("off", off_url)):
+            samples[key].append(wrk(f"{url}/email", 50, script))
+    stop(on)
+    stop(off)
+    stop(stub)
+    on_r, off_r = median_of(samples["on"]), median_of(samples["off"])
+    results["metrics_cost"] = {"on": on_r, "off": off_r, "ratio": on_r["rps"] / off_r["rps"],
+                               "date": time.strftime("%Y-%m-%d")}
 
 
 def boto(endpoint):
@@ -633,6 +659,11 @@ def table(r):
         checks.append(("POST → object in S3, moto, idle worker, p50", "< 100 ms",
                        f'{p["p50_ms"]:.0f} ms (p90 {p["p90_ms"]:.0f}, max {p["max_ms"]:.0f})',
                        p["p50_ms"] < 100))
+    if "metrics_cost" in r:
+        m = r["metrics_cost"]
+        checks.append(("metrics on vs off, API on the stub, 50 connections", "≥ 95 %",
+                       f'{m["ratio"]:.0%} ({m["on"]["rps"]:,.0f} vs {m["off"]["rps"]:,.0f} req/s, '
+                       f'{m["date"]})', m["ratio"] >= 0.95))
     out += ["", "### Targets", "", "| measurement | target | result | |", "|---|---|---|---|"]
     out += [f"| {a} | {t} | {v} | {check(ok)} |" for a, t, v, ok in checks]
     return "\n".join(out) + "\n"
@@ -748,13 +779,24 @@ def main():
         f.write(WRK_SCRIPT)
         script = f.name
     try:
-        parts = os.environ.get("BENCH_PARTS", "stub,local,moto").split(",")
+        parts = os.environ.get("BENCH_PARTS", "stub,local,moto,metrics").split(",")
+        # A partial run keeps the last results of the parts it skips.
+        previous = ROOT / "bench" / "results.json"
+        if os.environ.get("BENCH_PARTS") and previous.exists():
+            kept = json.loads(previous.read_text(), object_hook=lambda d: {
+                int(k) if k.isdigit() else k: v for k, v in d.items()})
+            kept["machine"] = results["machine"]
+            results = kept
+            for part in parts:
+                results["api"].pop(part, None)
         if "stub" in parts:
             bench_stub(results, script)
         if "local" in parts:
             bench_local(results, script)
         if "moto" in parts:
             bench_moto(results)
+        if "metrics" in parts:
+            bench_metrics(results, script)
     finally:
         for p in children:
             if p.poll() is None:

@@ -622,10 +622,7 @@ async fn local_fill(data_dir: &std::path::Path, count: usize) {
     while left > 0 {
         let n = left.min(SqliteQueue::MAX_BATCH);
         let batch: Vec<OutgoingMessage> = (0..n)
-            .map(|_| OutgoingMessage {
-                id: EmailId::new(),
-                body: DATA.to_owned(),
-            })
+            .map(|_| OutgoingMessage::new(EmailId::new(), DATA.to_owned()))
             .collect();
         for result in queue.send_batch(&batch).await {
             result.expect("send to the local queue");

@@ -1,9 +1,11 @@
 //! Validate and enqueue: from a request body to a message on the queue.
 //!
-//! The order of checks is fixed: the body must be a JSON object with `data`
-//! (400), then the token must match (401, or 503 when it cannot be checked),
-//! then `data` must be a valid email (400) that fits in a queue message (413),
-//! and only then is it sent (503 if the queue fails). Nothing is sent unless
+//! The order of checks is fixed: the body must be at most the largest email
+//! accepted (413) and a JSON object with `data` (400), then the token must
+//! match (401, or 503 when it cannot be checked), then `data` must be a valid
+//! email (400), and only then is it sent (503 if the queue fails): in a queue
+//! message if it fits, else through the claim check ([`crate::claim`]; 503 if
+//! staging fails, 413 where no bucket is configured). Nothing is sent unless
 //! every check passed, and a success is answered only once the queue has
 //! acknowledged the message.
 
@@ -11,15 +13,17 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::bucket::BucketError;
+use crate::claim::Staging;
 use crate::email::{EmailError, EmailMessage};
 use crate::id::EmailId;
 use crate::json::{self, ObjectError};
-use crate::queue::{BatchingSender, MAX_MESSAGE_BYTES, OutgoingMessage, QueueError, SendError};
+use crate::queue::{BatchingSender, OutgoingMessage, QueueError, SendError};
 use crate::token::{TokenChecker, TokenError};
 
-/// Largest request body accepted. With the id attribute added, every accepted
-/// email fits in one queue message of [`MAX_MESSAGE_BYTES`].
-pub const MAX_BODY_BYTES: usize = MAX_MESSAGE_BYTES - 1024;
+/// The largest email accepted unless `MAX_EMAIL_BYTES` says otherwise: the
+/// request body, envelope included.
+pub const DEFAULT_MAX_EMAIL_BYTES: usize = 5 * 1024 * 1024;
 
 /// Why a submission was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,12 +52,15 @@ pub enum IngestError {
     TooLarge(usize, usize),
     #[error("the queue is unavailable")]
     Queue(#[source] QueueError),
+    /// The claim check could not stage the email.
+    #[error("the bucket is unavailable")]
+    Staging(#[source] BucketError),
 }
 
 impl From<SendError> for IngestError {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::TooLarge(n) => Self::TooLarge(n, MAX_MESSAGE_BYTES),
+            SendError::TooLarge(n, limit) => Self::TooLarge(n, limit),
             SendError::Queue(q) => Self::Queue(q),
         }
     }
@@ -67,11 +74,8 @@ pub struct Submission<'a> {
 }
 
 impl<'a> Submission<'a> {
-    /// Checks size, UTF-8 and the envelope's shape.
+    /// Checks UTF-8 and the envelope's shape.
     pub fn parse(body: &'a [u8]) -> Result<Self, IngestError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(IngestError::TooLarge(body.len(), MAX_BODY_BYTES));
-        }
         let body = std::str::from_utf8(body).map_err(|e| {
             IngestError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
         })?;
@@ -131,11 +135,30 @@ impl<'a> Submission<'a> {
 pub struct Ingest {
     tokens: TokenChecker,
     sender: BatchingSender,
+    max_email_bytes: usize,
+    staging: Option<Staging>,
 }
 
 impl Ingest {
-    pub fn new(tokens: TokenChecker, sender: BatchingSender) -> Self {
-        Self { tokens, sender }
+    /// `staging`: where emails too large for a queue message go; without
+    /// it they are refused (413).
+    pub fn new(
+        tokens: TokenChecker,
+        sender: BatchingSender,
+        max_email_bytes: usize,
+        staging: Option<Staging>,
+    ) -> Self {
+        Self {
+            tokens,
+            sender,
+            max_email_bytes,
+            staging,
+        }
+    }
+
+    /// The largest request body accepted.
+    pub fn max_email_bytes(&self) -> usize {
+        self.max_email_bytes
     }
 
     pub fn tokens(&self) -> &TokenChecker {
@@ -145,16 +168,27 @@ impl Ingest {
     /// Validates `body` and enqueues its email. `bearer` is the token from an
     /// `Authorization: Bearer` header, if the request had one.
     pub async fn submit(&self, body: &[u8], bearer: Option<&str>) -> Result<EmailId, IngestError> {
+        if body.len() > self.max_email_bytes {
+            return Err(IngestError::TooLarge(body.len(), self.max_email_bytes));
+        }
         let submission = Submission::parse(body)?;
         self.tokens.verify(submission.token(bearer)?).await?;
         let email = submission.email()?;
         let id = EmailId::new();
-        self.sender
-            .send(OutgoingMessage {
-                id,
-                body: email.into_json(),
-            })
-            .await?;
+        let message = OutgoingMessage::new(id, email.into_json());
+        let message = match &self.staging {
+            Some(staging) if message.size() > self.sender.max_message_bytes() => {
+                // S3 carries any text: the staged email is the bytes sent.
+                let data = submission.data();
+                let key = staging
+                    .stage(&id, data)
+                    .await
+                    .map_err(IngestError::Staging)?;
+                OutgoingMessage::claim(id, &key, data.len() as u64)
+            }
+            _ => message,
+        };
+        self.sender.send(message).await?;
         Ok(id)
     }
 }
@@ -169,6 +203,8 @@ mod tests {
     use crate::testing::{CountingSecret, MemoryQueue};
 
     const DATA: &str = r#"{"email_subject":"Hi","email_sender":"a@b.c","email_timestream":"1732780800","email_content":"Hello"}"#;
+
+    const MAX_EMAIL: usize = 1024 * 1024;
 
     struct Fixture {
         ingest: Ingest,
@@ -185,7 +221,12 @@ mod tests {
             Duration::from_secs(5),
         );
         Fixture {
-            ingest: Ingest::new(tokens, BatchingSender::spawn(queue.clone(), 2)),
+            ingest: Ingest::new(
+                tokens,
+                BatchingSender::spawn(queue.clone(), 2),
+                MAX_EMAIL,
+                None,
+            ),
             queue,
             secret,
         }
@@ -255,7 +296,7 @@ mod tests {
             (body("{}", "tok"), None, |e| {
                 matches!(e, IngestError::Email(EmailError::MissingField(_)))
             }),
-            (body(&"x".repeat(MAX_BODY_BYTES), "tok"), None, |e| {
+            (body(&"x".repeat(MAX_EMAIL), "tok"), None, |e| {
                 matches!(e, IngestError::TooLarge(..))
             }),
         ];
@@ -295,5 +336,111 @@ mod tests {
             Err(IngestError::Queue(_))
         ));
         assert_eq!(f.queue.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn emails_too_large_for_a_message_go_through_the_bucket() {
+        use crate::claim::Staging;
+        use crate::store::KeyPrefix;
+        use crate::testing::MemoryBucket;
+
+        let queue = Arc::new(MemoryQueue::default());
+        queue.set_max_message_bytes(1024);
+        let bucket = Arc::new(MemoryBucket::default());
+        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+        let tokens = TokenChecker::new(
+            Arc::new(CountingSecret::new("tok")),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        let ingest = Ingest::new(
+            tokens,
+            BatchingSender::spawn(queue.clone(), 2),
+            MAX_EMAIL,
+            Some(staging),
+        );
+        let small = ingest
+            .submit(body(DATA, "tok").as_bytes(), None)
+            .await
+            .unwrap();
+        let large_data = DATA.replace("Hello", &"\\u00e9 big ".repeat(400));
+        let large = ingest
+            .submit(body(&large_data, "tok").as_bytes(), None)
+            .await
+            .unwrap();
+        let messages = queue.messages();
+        assert_eq!(messages[0], (DATA.to_owned(), None), "the small one inline");
+        assert_eq!(
+            messages[1].1,
+            Some(large_data.len() as u64),
+            "the large one a claim"
+        );
+        assert!(messages[1].0.len() < 200, "a pointer, not the email");
+        let staged = bucket.objects();
+        assert_eq!(staged.len(), 1);
+        let object = &staged[&format!("staging/{large}.json")];
+        assert_eq!(object.body, large_data.as_bytes(), "staged byte for byte");
+        assert!(!staged.contains_key(&format!("staging/{small}.json")));
+
+        // Above the largest email: 413, and nothing staged or queued.
+        let huge = DATA.replace("Hello", &"x".repeat(MAX_EMAIL));
+        assert!(matches!(
+            ingest.submit(body(&huge, "tok").as_bytes(), None).await,
+            Err(IngestError::TooLarge(..))
+        ));
+        assert_eq!((queue.len(), bucket.objects().len()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn without_a_bucket_emails_too_large_for_a_message_are_refused() {
+        let queue = Arc::new(MemoryQueue::default());
+        queue.set_max_message_bytes(1024);
+        let tokens = TokenChecker::new(
+            Arc::new(CountingSecret::new("tok")),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        let sender = BatchingSender::spawn(queue.clone(), 2);
+        let ingest = Ingest::new(tokens, sender, MAX_EMAIL, None);
+        let large_data = DATA.replace("Hello", &"y".repeat(2000));
+        assert!(matches!(
+            ingest
+                .submit(body(&large_data, "tok").as_bytes(), None)
+                .await,
+            Err(IngestError::TooLarge(..))
+        ));
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_staging_is_unavailable_and_queues_nothing() {
+        use crate::claim::Staging;
+        use crate::store::KeyPrefix;
+        use crate::testing::MemoryBucket;
+
+        let queue = Arc::new(MemoryQueue::default());
+        queue.set_max_message_bytes(1024);
+        let bucket = Arc::new(MemoryBucket::default());
+        bucket.set_failing(true);
+        let staging = Staging::new(bucket, KeyPrefix::parse("staging/").unwrap());
+        let tokens = TokenChecker::new(
+            Arc::new(CountingSecret::new("tok")),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        let ingest = Ingest::new(
+            tokens,
+            BatchingSender::spawn(queue.clone(), 2),
+            MAX_EMAIL,
+            Some(staging),
+        );
+        let large_data = DATA.replace("Hello", &"z".repeat(2000));
+        assert!(matches!(
+            ingest
+                .submit(body(&large_data, "tok").as_bytes(), None)
+                .await,
+            Err(IngestError::Staging(_))
+        ));
+        assert_eq!(queue.len(), 0);
     }
 }

@@ -24,6 +24,7 @@ pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bucket;
+pub mod claim;
 pub mod email;
 pub mod id;
 pub mod ingest;

@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::bucket::BucketError;
 use crate::bucket::dir::DirBucket;
+use crate::claim::Staging;
 use crate::ingest::Ingest;
 use crate::queue::QueueError;
 use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
@@ -99,8 +100,14 @@ impl DataDir {
     }
 }
 
-/// Validate-and-enqueue into a local queue, against a fixed token.
-pub fn ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
+/// Validate-and-enqueue into a local queue, against a fixed token, staging
+/// large emails in the local bucket as S3 would.
+pub fn ingest(
+    queue: Arc<SqliteQueue>,
+    token: String,
+    staging: Staging,
+    max_email_bytes: usize,
+) -> Arc<Ingest> {
     // A fixed token never changes, and reading it costs nothing: trust it
     // for as long as the process lives, and check any other token against
     // it at once.
@@ -108,10 +115,22 @@ pub fn ingest(queue: Arc<SqliteQueue>, token: String) -> Arc<Ingest> {
     crate::startup::ingest(
         queue,
         Arc::new(FixedSecret::new(token)),
-        forever,
-        Duration::ZERO,
-        // SQLite commits one batch at a time: more in flight only waits.
-        2,
+        Some(staging),
+        crate::startup::IngestOptions {
+            token_ttl: forever,
+            token_refresh_interval: Duration::ZERO,
+            // SQLite commits one batch at a time: more in flight only waits.
+            sends_in_flight: 2,
+            max_email_bytes,
+        },
+    )
+}
+
+/// The local bucket's staging area, under the usual prefix.
+pub fn staging(bucket: Arc<DirBucket>) -> Staging {
+    Staging::new(
+        bucket,
+        KeyPrefix::parse(crate::claim::DEFAULT_STAGING_PREFIX).expect("a valid prefix"),
     )
 }
 
@@ -123,18 +142,22 @@ impl LocalArgs {
 
     /// Validate-and-enqueue into the data directory's queue, for a process
     /// that only sends (the Lambda HTTP function in the local mode).
-    pub fn ingest(&self, dir: &DataDir) -> Result<Arc<Ingest>, LocalError> {
+    pub fn ingest(&self, dir: &DataDir, max_email_bytes: usize) -> Result<Arc<Ingest>, LocalError> {
         let token = self.token.clone().ok_or(LocalError::NoToken)?;
         // The queue's settings matter to receivers only.
         let queue = dir.queue(SqliteQueueConfig::default())?;
-        Ok(ingest(Arc::new(queue), token))
+        let staging = staging(Arc::new(dir.bucket()?));
+        Ok(ingest(Arc::new(queue), token, staging, max_email_bytes))
     }
 
     /// Message-to-bucket into the data directory's bucket.
     pub fn storer(&self, dir: &DataDir, prefix: &KeyPrefix) -> Result<Arc<Storer>, LocalError> {
-        Ok(Arc::new(Storer::new(
-            Arc::new(dir.bucket()?),
+        let bucket = Arc::new(dir.bucket()?);
+        Ok(Arc::new(Storer::with_staging(
+            bucket.clone(),
             prefix.clone(),
+            staging(bucket),
+            crate::store::DEFAULT_BYTES_IN_FLIGHT,
         )))
     }
 }

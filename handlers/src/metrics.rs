@@ -38,6 +38,7 @@ pub mod names {
     pub const UNAVAILABLE_TOKEN_STORE: &str = "UnavailableTokenStore";
     pub const UNAVAILABLE_OVERLOADED: &str = "UnavailableOverloaded";
     pub const UNAVAILABLE_DEADLINE: &str = "UnavailableDeadline";
+    pub const UNAVAILABLE_BUCKET: &str = "UnavailableBucket";
     pub const SQS_SEND_CALLS: &str = "SqsSendCalls";
     pub const SQS_BATCH_SIZE: &str = "SqsBatchSize";
     pub const API_LATENCY: &str = "ApiLatency";
@@ -77,6 +78,7 @@ pub const API: &[(&str, Unit, Kind)] = &[
     (UNAVAILABLE_TOKEN_STORE, Unit::Count, C),
     (UNAVAILABLE_OVERLOADED, Unit::Count, C),
     (UNAVAILABLE_DEADLINE, Unit::Count, C),
+    (UNAVAILABLE_BUCKET, Unit::Count, C),
     (SQS_SEND_CALLS, Unit::Count, C),
     (SQS_BATCH_SIZE, Unit::Count, D),
     (API_LATENCY, Unit::Milliseconds, D),

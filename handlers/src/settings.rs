@@ -98,8 +98,11 @@ fn bucket_name(text: &str) -> Result<String, String> {
     }
 }
 
-/// What validate-and-enqueue needs: the queue and the token's parameter.
+/// What validate-and-enqueue needs: the queue, the token's parameter, and
+/// the bucket where emails too large for a queue message are staged (without
+/// one, they are refused).
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("s3_bucket_name", |a| a.required(false)))]
 pub struct IngestArgs {
     #[command(flatten)]
     pub queue: QueueArgs,
@@ -114,6 +117,36 @@ pub struct IngestArgs {
     /// SendMessageBatch calls in flight at once; requests arriving meanwhile share the next batches (fewer calls under load, no added latency when idle).
     #[arg(long, env = "SQS_SEND_CONCURRENCY", value_name = "SQS_SEND_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub sqs_send_concurrency: u16,
+
+    #[command(flatten)]
+    pub bucket: Option<BucketArgs>,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+}
+
+/// The bucket.
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// S3 bucket the emails are stored in (and where the API stages emails too large for a queue message).
+    #[arg(long, env = "S3_BUCKET_NAME", value_name = "S3_BUCKET_NAME", value_parser = bucket_name)]
+    pub s3_bucket_name: String,
+}
+
+/// Where emails too large for a queue message wait for the worker.
+#[derive(Debug, Clone, Args)]
+pub struct StagingArgs {
+    /// Key prefix of staged emails (the claim check): <prefix><id>.json; give it a lifecycle rule that removes what is left there.
+    #[arg(long, env = "S3_STAGING_PREFIX", value_name = "S3_STAGING_PREFIX", default_value = crate::claim::DEFAULT_STAGING_PREFIX, value_parser = KeyPrefix::parse)]
+    pub s3_staging_prefix: KeyPrefix,
+}
+
+/// How many bytes of emails a process holds at once.
+#[derive(Debug, Clone, Args)]
+pub struct MemoryArgs {
+    /// Bytes of email bodies held at once (request bodies in the API, staged emails in the worker); more wait (worker) or get 503 with Retry-After (API). At least MAX_EMAIL_BYTES.
+    #[arg(long, env = "MAX_BYTES_IN_FLIGHT", value_name = "MAX_BYTES_IN_FLIGHT", default_value = "67108864", value_parser = clap::value_parser!(u64).range(1_048_576..=17_179_869_184))]
+    pub max_bytes_in_flight: u64,
 }
 
 /// How long a token read from the store is trusted, and how often a token
@@ -139,6 +172,13 @@ pub struct LimitsArgs {
     /// Seconds a request may take, body upload included, before it is answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value = "10", value_parser = seconds(1, 300))]
     pub request_timeout: Duration,
+
+    /// Largest request body (email and envelope) accepted, in bytes; more gets 413. Emails too large for a queue message go through the bucket.
+    #[arg(long, env = "MAX_EMAIL_BYTES", value_name = "MAX_EMAIL_BYTES", default_value = "5242880", value_parser = clap::value_parser!(u64).range(1_024..=104_857_600))]
+    pub max_email_bytes: u64,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 /// Where stored objects go inside the bucket.
@@ -152,12 +192,39 @@ pub struct KeyArgs {
 /// What message-to-bucket needs.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// S3 bucket the emails are stored in.
-    #[arg(long, env = "S3_BUCKET_NAME", value_name = "S3_BUCKET_NAME", value_parser = bucket_name)]
-    pub s3_bucket_name: String,
+    #[command(flatten)]
+    pub bucket: BucketArgs,
 
     #[command(flatten)]
     pub keys: KeyArgs,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+impl StoreArgs {
+    /// The stored and the staged emails must not share a prefix: the
+    /// lifecycle rule that clears the staging prefix would delete stored
+    /// emails.
+    pub fn check(&self) -> Result<(), String> {
+        layout(&self.keys.s3_key_prefix, &self.staging.s3_staging_prefix)
+    }
+}
+
+/// Checks that stored and staged keys cannot meet (see [`StoreArgs::check`]).
+pub fn layout(keys: &KeyPrefix, staging: &KeyPrefix) -> Result<(), String> {
+    let (k, s) = (keys.as_str(), staging.as_str());
+    let overlap = s.is_empty() || s.starts_with(k) && !k.is_empty() || k.starts_with(s);
+    if overlap {
+        Err(format!(
+            "S3_KEY_PREFIX {k:?} and S3_STAGING_PREFIX {s:?} overlap: stored emails would fall under the staging prefix's clean-up"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -167,9 +234,13 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Parser)]
-    struct Both {
+    struct Api {
         #[command(flatten)]
         ingest: IngestArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct Worker {
         #[command(flatten)]
         store: StoreArgs,
     }
@@ -218,25 +289,49 @@ mod tests {
 
     #[test]
     fn a_bad_setting_names_its_variable() {
-        let err = Both::try_parse_from([
-            "x",
-            "--sqs-queue-url=https://sqs.us-east-2.amazonaws.com/1/q",
-            "--token-param-name=p",
-            "--s3-bucket-name=bucket",
-            "--s3-key-prefix=../emails/",
-        ])
-        .unwrap_err()
-        .to_string();
+        let err =
+            Worker::try_parse_from(["x", "--s3-bucket-name=bucket", "--s3-key-prefix=../emails/"])
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("S3_KEY_PREFIX"), "{err}");
-        let err = Both::try_parse_from([
+        let err = Api::try_parse_from([
             "x",
             "--sqs-queue-url=https://sqs.us-east-2.amazonaws.com/1/q",
             "--token-param-name=p",
-            "--s3-bucket-name=bucket",
             "--token-refresh-interval=0",
         ])
         .unwrap_err()
         .to_string();
         assert!(err.contains("TOKEN_REFRESH_INTERVAL"), "{err}");
+    }
+
+    #[test]
+    fn the_api_may_go_without_a_bucket_and_the_worker_may_not() {
+        let api = Api::try_parse_from([
+            "x",
+            "--sqs-queue-url=https://sqs.us-east-2.amazonaws.com/1/q",
+            "--token-param-name=p",
+        ])
+        .unwrap();
+        assert!(api.ingest.bucket.is_none());
+        assert!(Worker::try_parse_from(["x"]).is_err());
+    }
+
+    #[test]
+    fn stored_and_staged_emails_never_share_a_prefix() {
+        let prefix = |s: &str| KeyPrefix::parse(s).unwrap();
+        assert!(layout(&prefix("emails/"), &prefix("staging/")).is_ok());
+        assert!(layout(&prefix(""), &prefix("staging/")).is_ok());
+        for (keys, staging) in [
+            ("emails/", "emails/"),
+            ("emails/", "emails/staging/"),
+            ("staging/x/", "staging/"),
+            ("emails/", ""),
+        ] {
+            assert!(
+                layout(&prefix(keys), &prefix(staging)).is_err(),
+                "{keys} {staging}"
+            );
+        }
     }
 }

@@ -10,12 +10,13 @@ use aws_config::SdkConfig;
 
 use crate::aws::{AwsTuning, s3_client};
 use crate::bucket::s3::S3Bucket;
+use crate::claim::Staging;
 use crate::ingest::Ingest;
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{BatchingSender, Queue};
 use crate::secret::SecretSource;
 use crate::secret::ssm::SsmParameter;
-use crate::settings::{CommonArgs, IngestArgs, StoreArgs};
+use crate::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs};
 use crate::store::Storer;
 use crate::token::TokenChecker;
 
@@ -31,43 +32,70 @@ pub async fn sdk_config(common: &CommonArgs, tuning: AwsTuning) -> SdkConfig {
     }
 }
 
-/// Validate-and-enqueue over the given queue and token store.
+/// How validate-and-enqueue is tuned.
+pub struct IngestOptions {
+    pub token_ttl: Duration,
+    pub token_refresh_interval: Duration,
+    pub sends_in_flight: usize,
+    pub max_email_bytes: usize,
+}
+
+/// Validate-and-enqueue over the given queue, token store and staging.
 pub fn ingest(
     queue: Arc<dyn Queue>,
     secret: Arc<dyn SecretSource>,
-    token_ttl: Duration,
-    token_refresh_interval: Duration,
-    sends_in_flight: usize,
+    staging: Option<Staging>,
+    options: IngestOptions,
 ) -> Arc<Ingest> {
-    let tokens = TokenChecker::new(secret, token_ttl, token_refresh_interval);
+    let tokens = TokenChecker::new(secret, options.token_ttl, options.token_refresh_interval);
     Arc::new(Ingest::new(
         tokens,
-        BatchingSender::spawn(queue, sends_in_flight),
+        BatchingSender::spawn(queue, options.sends_in_flight),
+        options.max_email_bytes,
+        staging,
     ))
 }
 
-/// Validate-and-enqueue on SQS and SSM.
-pub fn aws_ingest(args: &IngestArgs, sdk: &SdkConfig) -> Arc<Ingest> {
-    let queue = Arc::new(SqsQueue::new(
+/// Validate-and-enqueue on SQS and SSM, staging large emails in S3 when a
+/// bucket is set. Reads the queue's message size limit first.
+pub async fn aws_ingest(args: &IngestArgs, limits: &LimitsArgs, sdk: &SdkConfig) -> Arc<Ingest> {
+    let queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(sdk),
         &args.queue.sqs_queue_url,
         AwsTuning::API,
-    ));
+    )
+    .read_limits_in_background();
     let secret = Arc::new(SsmParameter::new(
         aws_sdk_ssm::Client::new(sdk),
         &args.token_param_name,
     ));
+    let staging = args.bucket.as_ref().map(|b| {
+        Staging::new(
+            Arc::new(S3Bucket::new(s3_client(sdk), &b.s3_bucket_name)),
+            args.staging.s3_staging_prefix.clone(),
+        )
+    });
     ingest(
-        queue,
+        Arc::new(queue),
         secret,
-        args.token.token_cache_ttl,
-        args.token.token_refresh_interval,
-        usize::from(args.sqs_send_concurrency),
+        staging,
+        IngestOptions {
+            token_ttl: args.token.token_cache_ttl,
+            token_refresh_interval: args.token.token_refresh_interval,
+            sends_in_flight: usize::from(args.sqs_send_concurrency),
+            max_email_bytes: limits.max_email_bytes as usize,
+        },
     )
 }
 
 /// Message-to-bucket on S3.
 pub fn aws_storer(args: &StoreArgs, sdk: &SdkConfig) -> Arc<Storer> {
-    let bucket = Arc::new(S3Bucket::new(s3_client(sdk), &args.s3_bucket_name));
-    Arc::new(Storer::new(bucket, args.keys.s3_key_prefix.clone()))
+    let bucket = Arc::new(S3Bucket::new(s3_client(sdk), &args.bucket.s3_bucket_name));
+    let staging = Staging::new(bucket.clone(), args.staging.s3_staging_prefix.clone());
+    Arc::new(Storer::with_staging(
+        bucket,
+        args.keys.s3_key_prefix.clone(),
+        staging,
+        args.memory.max_bytes_in_flight,
+    ))
 }

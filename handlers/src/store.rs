@@ -21,7 +21,10 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use bytes::Bytes;
 
+use tokio::sync::Semaphore;
+
 use crate::bucket::{Bucket, BucketError, NewObject, PutOutcome};
+use crate::claim::Staging;
 use crate::email::{EmailError, EmailMessage};
 use crate::id::EmailId;
 use crate::queue::ReceivedMessage;
@@ -102,44 +105,93 @@ pub struct Stored {
 pub struct Storer {
     bucket: Arc<dyn Bucket>,
     prefix: KeyPrefix,
+    staging: Staging,
+    /// Bytes of staged emails held at once, in KiB.
+    budget: Semaphore,
+    budget_kib: u32,
 }
+
+/// Bytes of staged emails a storer holds at once unless told otherwise.
+pub const DEFAULT_BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
 
 impl Storer {
     pub fn new(bucket: Arc<dyn Bucket>, prefix: KeyPrefix) -> Self {
-        Self { bucket, prefix }
+        let staging = Staging::new(
+            bucket.clone(),
+            KeyPrefix::parse(crate::claim::DEFAULT_STAGING_PREFIX).expect("a valid prefix"),
+        );
+        Self::with_staging(bucket, prefix, staging, DEFAULT_BYTES_IN_FLIGHT)
     }
 
-    /// The object a message becomes; pure, so it is the same on every
-    /// delivery.
-    pub fn object_for(
-        &self,
-        message: &ReceivedMessage,
-    ) -> Result<(EmailId, NewObject), EmailError> {
-        let email = EmailMessage::parse(&message.body)?;
-        let id = message
+    /// Claim-checked emails are read from `staging`, at most
+    /// `bytes_in_flight` of them at once.
+    pub fn with_staging(
+        bucket: Arc<dyn Bucket>,
+        prefix: KeyPrefix,
+        staging: Staging,
+        bytes_in_flight: u64,
+    ) -> Self {
+        let budget_kib = kib(bytes_in_flight).max(1);
+        Self {
+            bucket,
+            prefix,
+            staging,
+            budget: Semaphore::new(budget_kib as usize),
+            budget_kib,
+        }
+    }
+
+    /// The id of a message's email: the one the API gave it, or for a
+    /// message from another producer one derived from its queue message id
+    /// and send time. The same on every delivery.
+    pub fn id_of(message: &ReceivedMessage) -> EmailId {
+        message
             .email_id
             .as_deref()
             .and_then(EmailId::parse)
             .unwrap_or_else(|| {
                 EmailId::derived(&message.message_id, message.sent_at_ms.unwrap_or_default())
-            });
+            })
+    }
+
+    /// The object an email becomes; pure, so it is the same on every
+    /// delivery. `body` is the stored text.
+    fn object(&self, id: EmailId, message: &ReceivedMessage, body: Bytes) -> NewObject {
         let received_at = DateTime::from_millis(id.unix_millis() as i64)
             .fmt(Format::DateTime)
             .unwrap_or_default();
-        let object = NewObject {
+        NewObject {
             key: self.prefix.key(&id),
-            body: Bytes::from(email.into_json()),
+            body,
             metadata: vec![
                 ("id", id.to_string()),
                 ("received-at", received_at),
                 ("queue-message-id", message.message_id.clone()),
             ],
-        };
-        Ok((id, object))
+        }
+    }
+
+    /// The object an inline message becomes.
+    pub fn object_for(
+        &self,
+        message: &ReceivedMessage,
+    ) -> Result<(EmailId, NewObject), EmailError> {
+        let email = EmailMessage::parse(&message.body)?;
+        let id = Self::id_of(message);
+        Ok((id, self.object(id, message, Bytes::from(email.into_json()))))
     }
 
     pub async fn store(&self, message: &ReceivedMessage) -> Result<Stored, StoreError> {
-        let (id, object) = self.object_for(message).map_err(StoreError::Poison)?;
+        match message.claim {
+            None => {
+                let (id, object) = self.object_for(message).map_err(StoreError::Poison)?;
+                self.put(id, object).await
+            }
+            Some(size) => self.store_staged(message, size).await,
+        }
+    }
+
+    async fn put(&self, id: EmailId, object: NewObject) -> Result<Stored, StoreError> {
         let outcome = self.bucket.put_if_absent(&object).await?;
         Ok(Stored {
             id,
@@ -148,6 +200,51 @@ impl Storer {
             outcome,
         })
     }
+
+    /// A claim check: the staged bytes, checked as an inline email would be,
+    /// stored as they are under the email's key; then the staged object is
+    /// removed. A redelivery after that finds no staged object, which means
+    /// the email is stored.
+    async fn store_staged(
+        &self,
+        message: &ReceivedMessage,
+        size: u64,
+    ) -> Result<Stored, StoreError> {
+        let id = Self::id_of(message);
+        let _held = self
+            .budget
+            .acquire_many(kib(size).clamp(1, self.budget_kib))
+            .await
+            .map_err(|_| StoreError::Bucket(BucketError("storer closed".into())))?;
+        let Some(staged) = self.staging.fetch(&id).await? else {
+            // Staged before the pointer was queued, and removed only once
+            // stored (the lifecycle rule on the staging prefix waits longer
+            // than a message can live, dead-letter queue included): gone
+            // means stored by an earlier delivery.
+            return Ok(Stored {
+                id,
+                key: self.prefix.key(&id),
+                outcome: PutOutcome::AlreadyExists,
+                bytes: 0,
+            });
+        };
+        let text = std::str::from_utf8(&staged)
+            .map_err(|_| StoreError::Poison(EmailError::Syntax("not UTF-8".into())))?;
+        EmailMessage::parse(text).map_err(StoreError::Poison)?;
+        let stored = self
+            .put(id, self.object(id, message, staged.clone()))
+            .await?;
+        if let Err(e) = self.staging.remove(&id).await {
+            // The staging prefix's lifecycle rule removes it later.
+            tracing::warn!(id = %id, error = %e, "could not remove a staged email");
+        }
+        Ok(stored)
+    }
+}
+
+/// Bytes in whole KiB, rounded up, as the budget counts them.
+fn kib(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).min(u64::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]
@@ -165,6 +262,7 @@ mod tests {
             email_id,
             sent_at_ms: Some(1_732_780_800_000),
             receive_count: 1,
+            claim: None,
         }
     }
 
@@ -265,5 +363,55 @@ mod tests {
             assert!(KeyPrefix::parse(bad).is_err(), "{bad:?}");
         }
         assert!(KeyPrefix::parse(&"x".repeat(KeyPrefix::MAX_LEN + 1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_claim_check_is_stored_from_its_staged_bytes_then_cleaned_up() {
+        let bucket = Arc::new(MemoryBucket::default());
+        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+        let storer = Storer::with_staging(
+            bucket.clone(),
+            KeyPrefix::default(),
+            staging.clone(),
+            1 << 20,
+        );
+        let id = EmailId::new();
+        // Sent exactly so, spacing included.
+        let data = r#"{ "email_subject":"Big", "email_sender":"a@b.c","email_timestream":1,"email_content":"x" }"#;
+        staging.stage(&id, data).await.unwrap();
+        let mut pointer = message("{}", Some(id.to_string()));
+        pointer.claim = Some(data.len() as u64);
+        let stored = storer.store(&pointer).await.unwrap();
+        assert_eq!(stored.outcome, PutOutcome::Created);
+        let objects = bucket.objects();
+        assert_eq!(objects[&stored.key].body, data.as_bytes(), "byte for byte");
+        assert!(
+            !objects.contains_key(&staging.key(&id)),
+            "staged object removed"
+        );
+        // A redelivery finds no staged object: stored already.
+        let again = storer.store(&pointer).await.unwrap();
+        assert_eq!(again.outcome, PutOutcome::AlreadyExists);
+        assert_eq!(bucket.objects().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_staged_email_that_is_not_an_email_is_poison() {
+        let bucket = Arc::new(MemoryBucket::default());
+        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+        let storer = Storer::with_staging(
+            bucket.clone(),
+            KeyPrefix::default(),
+            staging.clone(),
+            1 << 20,
+        );
+        let id = EmailId::new();
+        staging.stage(&id, "[1,2]").await.unwrap();
+        let mut pointer = message("{}", Some(id.to_string()));
+        pointer.claim = Some(5);
+        assert!(matches!(
+            storer.store(&pointer).await,
+            Err(StoreError::Poison(_))
+        ));
     }
 }

@@ -19,6 +19,7 @@ struct Entry {
     body: String,
     email_id: Option<String>,
     sent_at_ms: u64,
+    claim: Option<u64>,
     receive_count: u32,
     invisible_until: Option<Instant>,
     receipt: Option<String>,
@@ -38,6 +39,7 @@ pub struct MemoryQueue {
     send_calls: Mutex<Vec<usize>>,
     receive_calls: AtomicUsize,
     redeliveries: AtomicUsize,
+    max_message_bytes: AtomicUsize,
 }
 
 impl Default for MemoryQueue {
@@ -61,6 +63,7 @@ impl MemoryQueue {
             send_calls: Mutex::default(),
             receive_calls: AtomicUsize::new(0),
             redeliveries: AtomicUsize::new(0),
+            max_message_bytes: AtomicUsize::new(crate::queue::DEFAULT_MAX_MESSAGE_BYTES),
         }
     }
 
@@ -72,6 +75,7 @@ impl MemoryQueue {
             body: body.into(),
             email_id: None,
             sent_at_ms: crate::id::now_millis(),
+            claim: None,
             receive_count: 0,
             invisible_until: None,
             receipt: None,
@@ -122,6 +126,17 @@ impl MemoryQueue {
     }
 
     /// The highest receive count of any message still on the queue.
+    /// The message size limit the queue reports from now on.
+    pub fn set_max_message_bytes(&self, limit: usize) {
+        self.max_message_bytes.store(limit, Ordering::Relaxed);
+    }
+
+    /// The messages on the queue, as sent.
+    pub fn messages(&self) -> Vec<(String, Option<u64>)> {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().map(|e| (e.body.clone(), e.claim)).collect()
+    }
+
     /// Receives of a message received before, deleted since or not.
     pub fn redeliveries(&self) -> usize {
         self.redeliveries.load(Ordering::Relaxed)
@@ -172,6 +187,7 @@ impl MemoryQueue {
                 email_id: e.email_id.clone(),
                 sent_at_ms: Some(e.sent_at_ms),
                 receive_count: e.receive_count,
+                claim: e.claim,
             });
         }
         out
@@ -180,6 +196,10 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.load(Ordering::Relaxed)
+    }
+
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         let mut hold = self.hold.subscribe();
         let _ = hold.wait_for(|held| !held).await;
@@ -200,6 +220,7 @@ impl Queue for MemoryQueue {
                     body: m.body.clone(),
                     email_id: Some(m.id.to_string()),
                     sent_at_ms: m.id.unix_millis(),
+                    claim: m.claim,
                     receive_count: 0,
                     invisible_until: None,
                     receipt: None,
@@ -316,6 +337,20 @@ impl Bucket for MemoryBucket {
         }
         objects.insert(object.key.clone(), object.clone());
         Ok(PutOutcome::Created)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, BucketError> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.body.clone()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
     }
 }
 

@@ -168,7 +168,7 @@ fn cases(token: &str) -> Vec<Case> {
             method: "POST",
             path: "/email",
             headers: json(),
-            body: envelope(&DATA.replace("Hi Bob", &"x".repeat(270_000)), token),
+            body: envelope(&DATA.replace("Hi Bob", &"x".repeat(5_300_000)), token),
             status: 413,
             expect: Expect::ErrorStarting("the request body exceeds"),
         },

@@ -135,10 +135,7 @@ async fn buckets() -> Vec<BucketBackend> {
 }
 
 fn email(content: &str) -> OutgoingMessage {
-    OutgoingMessage {
-        id: EmailId::new(),
-        body: DATA.replace("Hi Bob", content),
-    }
+    OutgoingMessage::new(EmailId::new(), DATA.replace("Hi Bob", content))
 }
 
 async fn receive_one(queue: &dyn Queue, within: Duration) -> handlers::queue::ReceivedMessage {

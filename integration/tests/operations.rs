@@ -309,10 +309,8 @@ async fn status_reports_a_local_data_directory() {
             max_receives: 1,
         })
         .unwrap();
-    let message = |i: usize| OutgoingMessage {
-        id: EmailId::new(),
-        body: DATA.replace("Hi Bob", &i.to_string()),
-    };
+    let message =
+        |i: usize| OutgoingMessage::new(EmailId::new(), DATA.replace("Hi Bob", &i.to_string()));
     for r in queue
         .send_batch(&[message(1), message(2), message(3)])
         .await

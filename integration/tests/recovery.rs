@@ -156,9 +156,11 @@ async fn the_local_mode_redrives_its_dead_letter_table() {
         })
         .unwrap();
     let messages: Vec<OutgoingMessage> = (0..3)
-        .map(|i| OutgoingMessage {
-            id: EmailId::new(),
-            body: DATA.replace("Hi Bob", &format!("local {i}")),
+        .map(|i| {
+            OutgoingMessage::new(
+                EmailId::new(),
+                DATA.replace("Hi Bob", &format!("local {i}")),
+            )
         })
         .collect();
     for result in queue.send_batch(&messages).await {

@@ -75,6 +75,8 @@ pub enum DevError {
     Serve(std::io::Error),
     #[error(transparent)]
     Worker(#[from] worker::LoopPanicked),
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// How often the local mode prints its summary line.
@@ -168,8 +170,16 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
     );
     let bucket = Arc::new(dir.bucket().map_err(LocalError::from)?);
     let token = args.local.token.clone().unwrap_or_else(random_token);
+    let staging = local::staging(bucket.clone());
+    handlers::settings::layout(&args.keys.s3_key_prefix, staging.prefix())
+        .map_err(DevError::Settings)?;
 
-    let ingest = local::ingest(queue.clone(), token.clone());
+    let ingest = local::ingest(
+        queue.clone(),
+        token.clone(),
+        staging.clone(),
+        args.limits.max_email_bytes as usize,
+    );
     let router = api::router(ingest, (&args.limits).into());
     let addr = SocketAddr::new(args.host, args.server.listen.port);
     let server = Server::bind(addr, router, args.server.idle_limits())
@@ -178,7 +188,12 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
     let addr = server.local_addr().map_err(DevError::Serve)?;
 
     let prefix = &args.keys.s3_key_prefix;
-    let storer = Arc::new(Storer::new(bucket, prefix.clone()));
+    let storer = Arc::new(Storer::with_staging(
+        bucket.clone(),
+        prefix.clone(),
+        staging,
+        args.limits.memory.max_bytes_in_flight,
+    ));
     let on_stored: worker::OnStored =
         Arc::new(|stored, message| print_stored(stored, &message.body));
     let worker = tokio::spawn(worker::run(

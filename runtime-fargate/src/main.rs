@@ -19,6 +19,10 @@ async fn main() -> ExitCode {
         }
         Command::Worker(args) => {
             telemetry::init(args.common.log.log_format, "info");
+            if let Err(e) = args.store.check() {
+                tracing::error!(error = e, "invalid settings");
+                return ExitCode::FAILURE;
+            }
             if let Err(e) = startup::run_worker(args, shutdown::on_signal()).await {
                 tracing::error!(error = %e, "the worker failed");
                 return ExitCode::FAILURE;

@@ -19,7 +19,12 @@ pub fn manifest() -> Value {
             .cloned()
             .expect("subcommand exists")
     };
-    let api_actions = [SqsQueue::SEND_ACTIONS, SsmParameter::ACTIONS].concat();
+    let api_actions = [
+        SqsQueue::SEND_ACTIONS,
+        SsmParameter::ACTIONS,
+        S3Bucket::STAGE_ACTIONS,
+    ]
+    .concat();
     let worker_actions = [SqsQueue::RECEIVE_ACTIONS, S3Bucket::ACTIONS].concat();
     let mut manifest = document(vec![
         ("api", component(&sub("api"), &api_actions, AwsTuning::API)),
@@ -52,7 +57,12 @@ mod tests {
         }
         assert_eq!(
             api["aws_actions"],
-            json!(["sqs:SendMessage", "ssm:GetParameter"])
+            json!([
+                "s3:PutObject",
+                "sqs:GetQueueAttributes",
+                "sqs:SendMessage",
+                "ssm:GetParameter"
+            ])
         );
         let worker = &m["components"]["worker"];
         assert_eq!(

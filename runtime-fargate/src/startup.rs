@@ -41,7 +41,7 @@ pub async fn run_api(args: ApiArgs, shutdown: CancellationToken) -> std::io::Res
     metrics::install(Service::Api, &args.metrics);
     flush_metrics(shutdown.clone());
     let sdk = sdk_config(&args.common, AwsTuning::API).await;
-    let ingest = aws_ingest(&args.ingest, &sdk);
+    let ingest = aws_ingest(&args.ingest, &args.limits, &sdk).await;
     // Read the token early so the first request does not wait for SSM; if SSM
     // is down the API still starts, answers 503 and recovers on its own.
     let warm = ingest.clone();

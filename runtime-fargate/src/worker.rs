@@ -418,10 +418,7 @@ mod tests {
         for chunk in (0..n).collect::<Vec<_>>().chunks(MAX_BATCH) {
             let batch: Vec<_> = chunk
                 .iter()
-                .map(|_| OutgoingMessage {
-                    id: EmailId::new(),
-                    body: DATA.into(),
-                })
+                .map(|_| OutgoingMessage::new(EmailId::new(), DATA.into()))
                 .collect();
             queue.send_batch(&batch).await;
         }

@@ -25,14 +25,16 @@ pub async fn router() -> Result<Router, lambda_http::Error> {
     if let Some((local, dir)) = config::local()? {
         telemetry::init(local.log.log_format, "info");
         metrics::install(Service::Api, &config::LOCAL_METRICS);
-        let ingest = local.local.ingest(&dir)?;
+        let ingest = local
+            .local
+            .ingest(&dir, local.limits.max_email_bytes as usize)?;
         return Ok(with_deadline(api::router(ingest, (&local.limits).into())));
     }
     let config: ApiConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
     metrics::install(Service::Api, &config.metrics);
     let sdk = sdk_config(&config.common, AwsTuning::API).await;
-    let ingest = aws_ingest(&config.ingest, &sdk);
+    let ingest = aws_ingest(&config.ingest, &config.limits, &sdk).await;
     Ok(with_deadline(api::router(ingest, (&config.limits).into())))
 }
 

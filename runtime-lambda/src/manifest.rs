@@ -15,7 +15,12 @@ use crate::config::{ApiConfig, WorkerConfig};
 
 /// The HTTP function.
 pub fn api() -> Value {
-    let actions = [SqsQueue::SEND_ACTIONS, SsmParameter::ACTIONS].concat();
+    let actions = [
+        SqsQueue::SEND_ACTIONS,
+        SsmParameter::ACTIONS,
+        S3Bucket::STAGE_ACTIONS,
+    ]
+    .concat();
     document(vec![(
         "lambda-api",
         component(&ApiConfig::command(), &actions, AwsTuning::API),
@@ -68,6 +73,14 @@ mod tests {
         );
         let worker = &worker()["components"]["lambda-worker"];
         assert_eq!(worker["env"]["required"], json!(["S3_BUCKET_NAME"]));
-        assert_eq!(worker["aws_actions"], json!(["s3:PutObject"]));
+        assert_eq!(
+            worker["aws_actions"],
+            json!([
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:PutObject"
+            ])
+        );
     }
 }

@@ -12,7 +12,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures_util::StreamExt;
 use handlers::aws::AwsTuning;
 use handlers::metrics::{Service, names};
-use handlers::queue::{ID_ATTRIBUTE, ReceivedMessage};
+use handlers::queue::{CLAIM_ATTRIBUTE, ID_ATTRIBUTE, ReceivedMessage};
 use handlers::report::{self, Outcome};
 use handlers::startup::{aws_storer, sdk_config};
 use handlers::store::Storer;
@@ -31,6 +31,7 @@ pub async fn storer() -> Result<Arc<Storer>, lambda_runtime::Error> {
     }
     let config: WorkerConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
+    config.store.check()?;
     handlers::metrics::install(Service::Worker, &config.metrics);
     let sdk = sdk_config(&config.common, AwsTuning::WORKER).await;
     Ok(aws_storer(&config.store, &sdk))
@@ -49,6 +50,10 @@ fn received(record: SqsMessage) -> Option<ReceivedMessage> {
             .message_attributes
             .get(ID_ATTRIBUTE)
             .and_then(|a| a.string_value.clone()),
+        claim: record
+            .message_attributes
+            .get(CLAIM_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref()?.parse().ok()),
         message_id: record.message_id?,
         receipt: record.receipt_handle.unwrap_or_default(),
         body: record.body.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP answers: a status and a JSON body
 //! `{"error": "..."}` that says what is wrong without internals.
 
-use crate::ingest::{IngestError, MAX_BODY_BYTES};
+use crate::ingest::IngestError;
 use crate::token::TokenError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +15,9 @@ pub enum ApiError {
     Ingest(#[from] IngestError),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
-    #[error("the request body exceeds {MAX_BODY_BYTES} bytes")]
-    BodyTooLarge,
+    /// The limit, in bytes.
+    #[error("the request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
     #[error("more than one Authorization header")]
     RepeatedAuthorization,
     #[error("unsupported Authorization header; use `Bearer <token>`")]
@@ -50,13 +51,13 @@ impl ApiError {
                 | I::ConflictingTokens
                 | I::Email(_) => StatusCode::BAD_REQUEST,
                 I::Token(TokenError::Missing | TokenError::Invalid) => StatusCode::UNAUTHORIZED,
-                I::Token(TokenError::Unavailable(_)) | I::Queue(_) => {
+                I::Token(TokenError::Unavailable(_)) | I::Queue(_) | I::Staging(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 I::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             },
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RepeatedAuthorization | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BadAuthorization => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -94,10 +95,11 @@ impl ApiError {
                 I::Token(TokenError::Missing | TokenError::Invalid) => REJECTED_UNAUTHORIZED,
                 I::Token(TokenError::Unavailable(_)) => UNAVAILABLE_TOKEN_STORE,
                 I::Queue(_) => UNAVAILABLE_QUEUE,
+                I::Staging(_) => UNAVAILABLE_BUCKET,
                 I::TooLarge(..) => REJECTED_TOO_LARGE,
             },
             Self::UnsupportedMediaType => REJECTED_MEDIA_TYPE,
-            Self::BodyTooLarge => REJECTED_TOO_LARGE,
+            Self::BodyTooLarge(_) => REJECTED_TOO_LARGE,
             Self::RepeatedAuthorization | Self::BodyUnreadable => REJECTED_INVALID,
             Self::BadAuthorization => REJECTED_UNAUTHORIZED,
             Self::Timeout => REJECTED_TIMEOUT,
@@ -161,7 +163,7 @@ mod tests {
             (IngestError::Queue(QueueError("x".into())).into(), 503),
             (IngestError::TooLarge(2, 1).into(), 413),
             (ApiError::UnsupportedMediaType, 415),
-            (ApiError::BodyTooLarge, 413),
+            (ApiError::BodyTooLarge(1), 413),
             (ApiError::Timeout, 408),
             (ApiError::Overloaded, 503),
             (ApiError::OutOfTime, 503),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::EmailId;
-use crate::ingest::{Ingest, MAX_BODY_BYTES};
+use crate::ingest::Ingest;
 use crate::settings::LimitsArgs;
 use axum::Router;
 use axum::body::Body;
@@ -25,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
 pub use error::ApiError;
@@ -35,11 +36,14 @@ use crate::metrics::names;
 /// The OpenAPI document, shipped inside the binary.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Limits that keep slow or numerous clients from exhausting the server.
+/// Limits that keep slow, numerous or large requests from exhausting the
+/// server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_concurrent_requests: usize,
     pub request_timeout: Duration,
+    /// Bytes of request bodies held at once (at least the largest email).
+    pub max_bytes_in_flight: u64,
 }
 
 impl From<&LimitsArgs> for Limits {
@@ -47,6 +51,7 @@ impl From<&LimitsArgs> for Limits {
         Self {
             max_concurrent_requests: args.max_concurrent_requests as usize,
             request_timeout: args.request_timeout,
+            max_bytes_in_flight: args.memory.max_bytes_in_flight.max(args.max_email_bytes),
         }
     }
 }
@@ -54,6 +59,8 @@ impl From<&LimitsArgs> for Limits {
 #[derive(Clone)]
 struct AppState {
     ingest: Arc<Ingest>,
+    /// The byte budget of request bodies, in KiB.
+    bodies: Arc<Semaphore>,
 }
 
 pub fn router(ingest: Arc<Ingest>, limits: Limits) -> Router {
@@ -76,7 +83,15 @@ pub fn router(ingest: Arc<Ingest>, limits: Limits) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             log_request(req, next, timeout)
         }))
-        .with_state(AppState { ingest })
+        .with_state(AppState {
+            ingest,
+            bodies: Arc::new(Semaphore::new(kib(limits.max_bytes_in_flight) as usize)),
+        })
+}
+
+/// Bytes in whole KiB, rounded up, as the body budget counts them.
+fn kib(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).clamp(1, u64::from(u32::MAX)) as u32
 }
 
 fn json(status: StatusCode, body: String) -> Response {
@@ -118,19 +133,26 @@ async fn post_email(
         return Err(ApiError::UnsupportedMediaType);
     }
     let bearer = bearer_token(&headers)?;
-    let declared_too_large = headers
+    let limit = state.ingest.max_email_bytes();
+    let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-    if declared_too_large {
-        return Err(ApiError::BodyTooLarge);
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge(limit));
     }
-    let body = Limited::new(body, MAX_BODY_BYTES)
+    // Room for the body in the byte budget before reading it: as declared,
+    // or, without a length, as much as it may be. Too many large bodies at
+    // once get 503 rather than the task's memory.
+    let _held = state
+        .bodies
+        .try_acquire_many(kib(declared.unwrap_or(limit as u64)))
+        .map_err(|_| ApiError::Overloaded)?;
+    let body = Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::BodyTooLarge
+                ApiError::BodyTooLarge(limit)
             } else {
                 ApiError::BodyUnreadable
             }

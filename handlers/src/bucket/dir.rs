@@ -20,6 +20,7 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::{Bucket, BucketError, NewObject, PutOutcome};
 
@@ -135,8 +136,37 @@ fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Runs a file operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    path: PathBuf,
+    f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
+) -> Result<T, BucketError> {
+    tokio::task::spawn_blocking(move || {
+        f(&path).map_err(|e| BucketError(format!("{}: {e}", path.display())))
+    })
+    .await
+    .map_err(|e| BucketError(format!("file task: {e}")))?
+}
+
 #[async_trait]
 impl Bucket for DirBucket {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BucketError> {
+        blocking(self.path_of(key)?, |path| match fs::read(path) {
+            Ok(body) => Ok(Some(Bytes::from(body))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        blocking(self.path_of(key)?, |path| match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+
     async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError> {
         let path = self.path_of(&object.key)?;
         let root = self.root.clone();

@@ -36,4 +36,10 @@ pub struct BucketError(pub String);
 pub trait Bucket: Send + Sync + 'static {
     /// Stores the object unless its key exists; never overwrites.
     async fn put_if_absent(&self, object: &NewObject) -> Result<PutOutcome, BucketError>;
+
+    /// An object's body; None if there is no such key.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BucketError>;
+
+    /// Removes an object; a key that is not there is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BucketError>;
 }

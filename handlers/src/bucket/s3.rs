@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
 
 use super::{Bucket, BucketError, NewObject, PutOutcome};
 use crate::aws::describe;
@@ -14,8 +15,20 @@ pub struct S3Bucket {
 }
 
 impl S3Bucket {
-    /// IAM actions this adapter calls.
-    pub const ACTIONS: &[&str] = &["s3:PutObject"];
+    /// IAM actions the worker calls: it writes emails under their key prefix,
+    /// and reads and removes staged (claim-checked) ones. Reading a key that
+    /// is gone answers 404 only to a caller that may list the bucket (403
+    /// otherwise), hence `s3:ListBucket`, limited to the staging prefix.
+    pub const ACTIONS: &[&str] = &[
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    ];
+
+    /// IAM actions the API calls: it stages emails too large for a queue
+    /// message.
+    pub const STAGE_ACTIONS: &[&str] = &["s3:PutObject"];
 
     pub fn new(client: Client, name: impl Into<String>) -> Self {
         Self {
@@ -48,5 +61,38 @@ impl Bucket for S3Bucket {
             }
             Err(e) => Err(BucketError(describe(&e))),
         }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BucketError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let body = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| BucketError(format!("reading {key}: {e}")))?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(BucketError(describe(&e))),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| BucketError(describe(&e)))
     }
 }

@@ -15,14 +15,15 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
+use super::{OutgoingMessage, Queue, QueueError};
 use crate::metrics::names;
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    #[error("message of {0} bytes exceeds the queue's {MAX_MESSAGE_BYTES}-byte limit")]
-    TooLarge(usize),
+    /// Size and the queue's limit.
+    #[error("message of {0} bytes exceeds the queue's {1}-byte limit")]
+    TooLarge(usize, usize),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -37,6 +38,7 @@ struct Job {
 #[derive(Clone)]
 pub struct BatchingSender {
     jobs: mpsc::Sender<Job>,
+    queue: Arc<dyn Queue>,
 }
 
 impl BatchingSender {
@@ -45,15 +47,21 @@ impl BatchingSender {
         // Room for every in-flight batch plus as many waiting: enough to fill
         // batches, small enough that back-pressure reaches callers quickly.
         let (jobs, rx) = mpsc::channel(max_in_flight.max(1) * queue.max_batch() * 2);
-        tokio::spawn(run(queue, rx, max_in_flight.max(1)));
-        Self { jobs }
+        tokio::spawn(run(queue.clone(), rx, max_in_flight.max(1)));
+        Self { jobs, queue }
+    }
+
+    /// The largest message the queue takes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.queue.max_message_bytes()
     }
 
     /// Sends one message, sharing a batch with concurrent callers.
     pub async fn send(&self, message: OutgoingMessage) -> Result<(), SendError> {
         let size = message.size();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(SendError::TooLarge(size));
+        let limit = self.max_message_bytes();
+        if size > limit {
+            return Err(SendError::TooLarge(size, limit));
         }
         let (reply, answer) = oneshot::channel();
         let stopped = || QueueError("sender stopped".into());
@@ -159,10 +167,7 @@ mod tests {
     use crate::testing::MemoryQueue;
 
     fn message(body_len: usize) -> OutgoingMessage {
-        OutgoingMessage {
-            id: EmailId::new(),
-            body: "x".repeat(body_len),
-        }
+        OutgoingMessage::new(EmailId::new(), "x".repeat(body_len))
     }
 
     #[tokio::test]
@@ -258,17 +263,21 @@ mod tests {
         queue.hold_sends(true);
         let sender = BatchingSender::spawn(queue.clone(), 1);
         let mut tasks = JoinSet::new();
-        for _ in 0..6 {
+        for _ in 0..12 {
             let sender = sender.clone();
-            tasks.spawn(async move { sender.send(message(100 * 1024)).await });
+            tasks.spawn(async move { sender.send(message(200 * 1024)).await });
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         queue.hold_sends(false);
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();
         }
-        assert!(queue.send_calls().iter().all(|&n| n <= 2));
-        assert_eq!(queue.len(), 6);
+        assert!(
+            queue.send_calls().iter().all(|&n| n <= 5),
+            "{:?}",
+            queue.send_calls()
+        );
+        assert_eq!(queue.len(), 12);
     }
 
     #[tokio::test]
@@ -276,8 +285,8 @@ mod tests {
         let queue = Arc::new(MemoryQueue::default());
         let sender = BatchingSender::spawn(queue.clone(), 2);
         assert!(matches!(
-            sender.send(message(MAX_MESSAGE_BYTES)).await,
-            Err(SendError::TooLarge(_))
+            sender.send(message(queue.max_message_bytes())).await,
+            Err(SendError::TooLarge(..))
         ));
         queue.fail_sends(true);
         assert!(matches!(

@@ -20,25 +20,59 @@ use crate::id::EmailId;
 /// Most messages one send, receive or delete call may carry.
 pub const MAX_BATCH: usize = 10;
 
-/// Largest message, and largest sum of messages in one batch send: SQS's
-/// 256 KiB limit, which counts the body and the attributes.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// The largest message SQS takes, and the largest sum of messages in one
+/// batch send (1 MiB since 2025; the body and the attributes count). A queue
+/// may be set to take less ([`Queue::max_message_bytes`]).
+pub const SQS_MAX_BYTES: usize = 1024 * 1024;
+
+/// What a queue is taken to accept when it cannot say: SQS's limit before
+/// 2025, still what older queues (and the Terraform AWS provider 5.x's
+/// default) have.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Name of the message attribute carrying the email id.
 pub const ID_ATTRIBUTE: &str = "q2b-id";
+
+/// Name of the message attribute marking a claim check: the email is staged
+/// in the bucket (see [`crate::claim`]); its value is the email's size.
+pub const CLAIM_ATTRIBUTE: &str = "q2b-claim";
 
 /// A validated email on its way to the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     pub id: EmailId,
-    /// The `data` object's JSON text.
+    /// The `data` object's JSON text, or for a claim check a short pointer.
     pub body: String,
+    /// For a claim check: the staged email's size in bytes.
+    pub claim: Option<u64>,
 }
 
 impl OutgoingMessage {
+    /// An email carried in the message itself.
+    pub fn new(id: EmailId, body: String) -> Self {
+        Self {
+            id,
+            body,
+            claim: None,
+        }
+    }
+
+    /// A pointer to an email staged under `staged_key`, of `size` bytes.
+    pub fn claim(id: EmailId, staged_key: &str, size: u64) -> Self {
+        let body = serde_json::json!({ "staged": staged_key, "bytes": size }).to_string();
+        Self {
+            id,
+            body,
+            claim: Some(size),
+        }
+    }
+
     /// Size as SQS counts it: body, plus each attribute's name, type and value.
     pub fn size(&self) -> usize {
-        self.body.len() + ID_ATTRIBUTE.len() + "String".len() + 36
+        let claim = self.claim.map_or(0, |size| {
+            CLAIM_ATTRIBUTE.len() + "Number".len() + size.to_string().len()
+        });
+        self.body.len() + ID_ATTRIBUTE.len() + "String".len() + 36 + claim
     }
 }
 
@@ -55,6 +89,8 @@ pub struct ReceivedMessage {
     pub email_id: Option<String>,
     /// When the message was first sent, in Unix milliseconds.
     pub sent_at_ms: Option<u64>,
+    /// For a claim check: the staged email's size in bytes.
+    pub claim: Option<u64>,
     /// How many times the message has been received, this time included.
     pub receive_count: u32,
 }
@@ -71,10 +107,16 @@ pub trait Queue: Send + Sync + 'static {
         MAX_BATCH
     }
 
+    /// The largest message (as [`OutgoingMessage::size`] counts it) the
+    /// queue takes.
+    fn max_message_bytes(&self) -> usize {
+        DEFAULT_MAX_MESSAGE_BYTES
+    }
+
     /// Most bytes (as [`OutgoingMessage::size`] counts them) one
     /// [`Queue::send_batch`] call may carry.
     fn max_batch_bytes(&self) -> usize {
-        MAX_MESSAGE_BYTES
+        SQS_MAX_BYTES
     }
 
     /// Sends up to [`Queue::max_batch`] messages, of at most

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS messages (
     body          TEXT NOT NULL,
     email_id      TEXT,
     sent_at_ms    INTEGER NOT NULL,
+    claim         INTEGER,
     receive_count INTEGER NOT NULL DEFAULT 0,
     visible_at_ms INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT UNIQUE
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body          TEXT NOT NULL,
     email_id      TEXT,
     sent_at_ms    INTEGER NOT NULL,
+    claim         INTEGER,
     receive_count INTEGER NOT NULL,
     dead_at_ms    INTEGER NOT NULL
 );
@@ -90,6 +92,16 @@ impl SqliteQueue {
     pub fn open(path: &Path, config: SqliteQueueConfig) -> Result<Self, QueueError> {
         let conn = Connection::open(path).map_err(db_error)?;
         conn.execute_batch(SCHEMA).map_err(db_error)?;
+        // Data directories made before claim checks lack the column.
+        for table in ["messages", "dead_letters"] {
+            let has_claim = conn
+                .prepare(&format!("SELECT claim FROM {table} LIMIT 0"))
+                .is_ok();
+            if !has_claim {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN claim INTEGER"))
+                    .map_err(db_error)?;
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
@@ -167,10 +179,11 @@ impl SqliteQueue {
         let mut out = Vec::new();
         {
             let mut select = tx.prepare_cached(
-                "SELECT seq, message_id, body, email_id, sent_at_ms, receive_count
+                "SELECT seq, message_id, body, email_id, sent_at_ms, receive_count, claim
                  FROM messages WHERE visible_at_ms <= ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows: Vec<(i64, String, String, Option<String>, i64, u32)> = select
+            type Row = (i64, String, String, Option<String>, i64, u32, Option<i64>);
+            let rows: Vec<Row> = select
                 .query_map(params![now, max as i64], |r| {
                     Ok((
                         r.get(0)?,
@@ -179,6 +192,7 @@ impl SqliteQueue {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })?
                 .collect::<Result<_, _>>()?;
@@ -188,13 +202,13 @@ impl SqliteQueue {
             )?;
             let mut bury = tx.prepare_cached(
                 "INSERT OR REPLACE INTO dead_letters
-                 (message_id, body, email_id, sent_at_ms, receive_count, dead_at_ms)
-                 SELECT message_id, body, email_id, sent_at_ms, receive_count, ?2
+                 (message_id, body, email_id, sent_at_ms, claim, receive_count, dead_at_ms)
+                 SELECT message_id, body, email_id, sent_at_ms, claim, receive_count, ?2
                  FROM messages WHERE seq = ?1",
             )?;
             let mut remove = tx.prepare_cached("DELETE FROM messages WHERE seq = ?1")?;
             let visible_at = now + config.visibility_timeout.as_millis() as i64;
-            for (seq, message_id, body, email_id, sent_at_ms, count) in rows {
+            for (seq, message_id, body, email_id, sent_at_ms, count, claim_size) in rows {
                 if count >= config.max_receives {
                     bury.execute(params![seq, now])?;
                     remove.execute(params![seq])?;
@@ -209,6 +223,7 @@ impl SqliteQueue {
                     email_id,
                     sent_at_ms: Some(sent_at_ms as u64),
                     receive_count: count + 1,
+                    claim: claim_size.map(|n| n as u64),
                 });
             }
         }
@@ -233,8 +248,18 @@ impl Queue for SqliteQueue {
         Self::MAX_BATCH
     }
 
+    /// As an SQS queue made today.
+    fn max_message_bytes(&self) -> usize {
+        super::SQS_MAX_BYTES
+    }
+
+    /// A local commit takes any number of messages.
+    fn max_batch_bytes(&self) -> usize {
+        usize::MAX
+    }
+
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
-        let rows: Vec<(String, String, String, i64)> = messages
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = messages
             .iter()
             .map(|m| {
                 (
@@ -242,6 +267,7 @@ impl Queue for SqliteQueue {
                     m.body.clone(),
                     m.id.to_string(),
                     m.id.unix_millis() as i64,
+                    m.claim.map(|n| n as i64),
                 )
             })
             .collect();
@@ -251,11 +277,11 @@ impl Queue for SqliteQueue {
                 let tx = conn.transaction()?;
                 {
                     let mut insert = tx.prepare_cached(
-                        "INSERT INTO messages (message_id, body, email_id, sent_at_ms)
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO messages (message_id, body, email_id, sent_at_ms, claim)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?;
-                    for (message_id, body, email_id, sent_at) in &rows {
-                        insert.execute(params![message_id, body, email_id, sent_at])?;
+                    for (message_id, body, email_id, sent_at, claim) in &rows {
+                        insert.execute(params![message_id, body, email_id, sent_at, claim])?;
                     }
                 }
                 tx.commit()
@@ -390,8 +416,8 @@ impl DeadLetters for SqliteQueue {
             .with_conn(|c| {
                 let tx = c.transaction()?;
                 let moved = tx.execute(
-                    "INSERT INTO messages (message_id, body, email_id, sent_at_ms)
-                     SELECT message_id, body, email_id, sent_at_ms FROM dead_letters",
+                    "INSERT INTO messages (message_id, body, email_id, sent_at_ms, claim)
+                     SELECT message_id, body, email_id, sent_at_ms, claim FROM dead_letters",
                     [],
                 )?;
                 tx.execute("DELETE FROM dead_letters", [])?;

@@ -1,5 +1,8 @@
 //! The queue port on Amazon SQS.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,18 +12,20 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
-use super::{ID_ATTRIBUTE, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use super::{CLAIM_ATTRIBUTE, ID_ATTRIBUTE, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::aws::{AwsTuning, describe};
 
 pub struct SqsQueue {
     client: Client,
     url: String,
     tuning: AwsTuning,
+    max_message_bytes: Arc<AtomicUsize>,
 }
 
 impl SqsQueue {
-    /// IAM actions the sending side calls (SendMessage, SendMessageBatch).
-    pub const SEND_ACTIONS: &[&str] = &["sqs:SendMessage"];
+    /// IAM actions the sending side calls (SendMessage, SendMessageBatch,
+    /// and GetQueueAttributes for the queue's message size limit).
+    pub const SEND_ACTIONS: &[&str] = &["sqs:SendMessage", "sqs:GetQueueAttributes"];
     /// IAM actions the receiving side calls (ReceiveMessage,
     /// DeleteMessageBatch, ChangeMessageVisibility, GetQueueAttributes).
     pub const RECEIVE_ACTIONS: &[&str] = &[
@@ -35,15 +40,70 @@ impl SqsQueue {
             client,
             url: url.into(),
             tuning,
+            max_message_bytes: Arc::new(AtomicUsize::new(super::DEFAULT_MAX_MESSAGE_BYTES)),
         }
     }
 
-    fn id_attribute(message: &OutgoingMessage) -> MessageAttributeValue {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(message.id.to_string())
-            .build()
-            .expect("data_type is set")
+    /// The message's attributes: its email id, and the claim check's mark.
+    fn attributes(message: &OutgoingMessage) -> HashMap<String, MessageAttributeValue> {
+        let value = |data_type: &str, value: String| {
+            MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .expect("data_type is set")
+        };
+        let mut attributes = HashMap::from([(
+            ID_ATTRIBUTE.to_owned(),
+            value("String", message.id.to_string()),
+        )]);
+        if let Some(size) = message.claim {
+            attributes.insert(
+                CLAIM_ATTRIBUTE.to_owned(),
+                value("Number", size.to_string()),
+            );
+        }
+        attributes
+    }
+
+    /// Reads the queue's own message size limit (`MaximumMessageSize`) in
+    /// the background, so that larger emails go through the claim check
+    /// rather than fail, without holding up the start. Until it is read (if
+    /// SQS cannot be reached, a few tries a minute apart), SQS's old default
+    /// is assumed: emails between the two limits are claim-checked meanwhile.
+    pub fn read_limits_in_background(self) -> Self {
+        let (client, url, limit) = (
+            self.client.clone(),
+            self.url.clone(),
+            self.max_message_bytes.clone(),
+        );
+        tokio::spawn(async move {
+            for pause in [0, 5, 30, 60, 300] {
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+                let read = client
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(QueueAttributeName::MaximumMessageSize)
+                    .send()
+                    .await;
+                let value = read.ok().and_then(|o| {
+                    o.attributes?
+                        .get(&QueueAttributeName::MaximumMessageSize)?
+                        .parse::<usize>()
+                        .ok()
+                });
+                if let Some(value) = value {
+                    limit.store(value.min(super::SQS_MAX_BYTES), Ordering::Relaxed);
+                    tracing::info!(max_message_bytes = value, "the queue's message size limit");
+                    return;
+                }
+            }
+            tracing::warn!(
+                assumed = limit.load(Ordering::Relaxed),
+                "the queue's message size limit could not be read"
+            );
+        });
+        self
     }
 
     async fn send_one(&self, message: &OutgoingMessage) -> Result<(), QueueError> {
@@ -51,7 +111,7 @@ impl SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_body(&message.body)
-            .message_attributes(ID_ATTRIBUTE, Self::id_attribute(message))
+            .set_message_attributes(Some(Self::attributes(message)))
             .send()
             .await
             .map(|_| ())
@@ -61,6 +121,10 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.load(Ordering::Relaxed)
+    }
+
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         if let [message] = messages {
             return vec![self.send_one(message).await];
@@ -72,7 +136,7 @@ impl Queue for SqsQueue {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(&m.body)
-                    .message_attributes(ID_ATTRIBUTE, Self::id_attribute(m))
+                    .set_message_attributes(Some(Self::attributes(m)))
                     .build()
                     .expect("id and body are set")
             })
@@ -107,6 +171,7 @@ impl Queue for SqsQueue {
             .max_number_of_messages(max.clamp(1, super::MAX_BATCH) as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .message_attribute_names(ID_ATTRIBUTE)
+            .message_attribute_names(CLAIM_ATTRIBUTE)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .customize()
@@ -138,6 +203,11 @@ impl Queue for SqsQueue {
                         .as_ref()
                         .and_then(|a| a.get(ID_ATTRIBUTE))
                         .and_then(|v| v.string_value.clone()),
+                    claim: m
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get(CLAIM_ATTRIBUTE))
+                        .and_then(|v| v.string_value.as_deref()?.parse().ok()),
                     message_id: m.message_id?,
                     receipt: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
