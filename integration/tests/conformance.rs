@@ -31,6 +31,7 @@ use integration::{
 use serde_json::{Value, json};
 
 /// An HTTP request of the table and what it must get.
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     method: &'static str,
@@ -41,6 +42,7 @@ struct Case {
     expect: Expect,
 }
 
+#[derive(Clone)]
 enum Expect {
     /// This exact body.
     Body(&'static str),
@@ -869,4 +871,60 @@ async fn the_functions_answer_within_their_deadline_when_aws_hangs() {
     message_ids.sort();
     assert_eq!(failed, message_ids, "every record reported for a retry");
     worker.assert_no_panic();
+}
+
+/// A large email through each Lambda front door, within what that door lets
+/// through: behind an ALB (1 MB) it still fits a queue message and goes
+/// inline; behind API Gateway (10 MB) and a Function URL (6 MB) a 3 MiB
+/// email goes through the claim check, staged byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_emails_pass_every_lambda_front_door_within_its_limit() {
+    let moto = Moto::start().await;
+    let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
+    let runtime = FakeRuntime::start().await;
+    let mut command = integration::command_at(
+        &bin_path("queue2bucket-api"),
+        &[],
+        &env_of(&[
+            &moto.env(),
+            &stack.api_env(),
+            &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
+            &runtime.env("queue2bucket-api"),
+        ]),
+    );
+    command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+    let function = Process::spawn("queue2bucket-api", command);
+    let template = cases(&stack.token)
+        .into_iter()
+        .find(|c| matches!(c.expect, Expect::Queued))
+        .expect("a valid email in the table");
+    for (kind, size, claim) in [
+        (EventKind::Alb, 900 * 1024, false),
+        (EventKind::ApiGatewayV1, 3 * 1024 * 1024, true),
+        (EventKind::ApiGatewayV2, 3 * 1024 * 1024, true),
+        (EventKind::FunctionUrl, 3 * 1024 * 1024, true),
+    ] {
+        let data = DATA.replace("Hi Bob", &"L".repeat(size));
+        let case = Case {
+            body: envelope(&data, &stack.token),
+            ..template.clone()
+        };
+        let (status, body, _) =
+            http_response(runtime.invoke(&http_event(kind, &case, false)).await);
+        assert_eq!(status, 200, "{kind:?}: {body}");
+        let id: Value = serde_json::from_str(&body).unwrap();
+        let id = id["id"].as_str().unwrap().to_owned();
+        let staged = stack.object(&format!("staging/{id}.json")).await;
+        if claim {
+            assert_eq!(
+                staged.as_deref(),
+                Some(data.as_bytes()),
+                "{kind:?}: staged byte for byte"
+            );
+        } else {
+            assert!(staged.is_none(), "{kind:?}: inline, nothing staged");
+        }
+    }
+    assert_eq!(stack.depth(&stack.queue_url).await, 4);
+    function.assert_no_panic();
 }
