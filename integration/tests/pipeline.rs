@@ -199,7 +199,7 @@ async fn bad_requests_get_their_4xx_and_enqueue_nothing() {
         (
             "too large",
             envelope(
-                &replaced("email_content", &format!("\"{}\"", "x".repeat(300_000))),
+                &replaced("email_content", &format!("\"{}\"", "x".repeat(5_300_000))),
                 token,
             ),
             json.to_vec(),
