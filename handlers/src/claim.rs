@@ -47,11 +47,11 @@ impl Staging {
 
     /// Stages an email's exact bytes; answers the key. Staging the same id
     /// twice keeps the first copy.
-    pub async fn stage(&self, id: &EmailId, data: &str) -> Result<String, BucketError> {
+    pub async fn stage(&self, id: &EmailId, data: Bytes) -> Result<String, BucketError> {
         let key = self.key(id);
         let object = NewObject {
             key: key.clone(),
-            body: Bytes::copy_from_slice(data.as_bytes()),
+            body: data,
             metadata: vec![("id", id.to_string())],
         };
         self.bucket.put_if_absent(&object).await?;

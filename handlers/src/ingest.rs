@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::bucket::BucketError;
@@ -127,7 +128,7 @@ impl<'a> Submission<'a> {
     }
 
     /// Validates `data`.
-    pub fn email(&self) -> Result<EmailMessage, EmailError> {
+    pub fn email(&self) -> Result<EmailMessage<'a>, EmailError> {
         EmailMessage::parse(self.data.get())
     }
 }
@@ -167,26 +168,30 @@ impl Ingest {
 
     /// Validates `body` and enqueues its email. `bearer` is the token from an
     /// `Authorization: Bearer` header, if the request had one.
-    pub async fn submit(&self, body: &[u8], bearer: Option<&str>) -> Result<EmailId, IngestError> {
+    pub async fn submit(&self, body: Bytes, bearer: Option<&str>) -> Result<EmailId, IngestError> {
         if body.len() > self.max_email_bytes {
             return Err(IngestError::TooLarge(body.len(), self.max_email_bytes));
         }
-        let submission = Submission::parse(body)?;
+        let submission = Submission::parse(&body)?;
         self.tokens.verify(submission.token(bearer)?).await?;
         let email = submission.email()?;
         let id = EmailId::new();
-        let message = OutgoingMessage::new(id, email.into_json());
         let message = match &self.staging {
-            Some(staging) if message.size() > self.sender.max_message_bytes() => {
-                // S3 carries any text: the staged email is the bytes sent.
-                let data = submission.data();
+            Some(staging)
+                if OutgoingMessage::inline_size(email.as_json().len())
+                    > self.sender.max_message_bytes() =>
+            {
+                // S3 carries any text: the staged email is the bytes sent,
+                // a view of the request body rather than a copy of it.
+                let data = body.slice_ref(submission.data().as_bytes());
+                let size = data.len() as u64;
                 let key = staging
                     .stage(&id, data)
                     .await
                     .map_err(IngestError::Staging)?;
-                OutgoingMessage::claim(id, &key, data.len() as u64)
+                OutgoingMessage::claim(id, &key, size)
             }
-            _ => message,
+            _ => OutgoingMessage::new(id, email.into_json()),
         };
         self.sender.send(message).await?;
         Ok(id)
@@ -241,7 +246,7 @@ mod tests {
         let f = fixture();
         let id = f
             .ingest
-            .submit(body(DATA, "tok").as_bytes(), None)
+            .submit(Bytes::from(body(DATA, "tok")), None)
             .await
             .unwrap();
         assert_eq!(f.queue.bodies(), vec![DATA.to_owned()]);
@@ -253,16 +258,16 @@ mod tests {
         let f = fixture();
         let no_token = format!(r#"{{"data": {DATA}}}"#);
         f.ingest
-            .submit(no_token.as_bytes(), Some("tok"))
+            .submit(Bytes::from(no_token), Some("tok"))
             .await
             .unwrap();
         f.ingest
-            .submit(body(DATA, "tok").as_bytes(), Some("tok"))
+            .submit(Bytes::from(body(DATA, "tok")), Some("tok"))
             .await
             .unwrap();
         assert_eq!(
             f.ingest
-                .submit(body(DATA, "tok").as_bytes(), Some("other"))
+                .submit(Bytes::from(body(DATA, "tok")), Some("other"))
                 .await,
             Err(IngestError::ConflictingTokens)
         );
@@ -301,12 +306,16 @@ mod tests {
             }),
         ];
         for (body, bearer, expected) in cases {
-            let err = f.ingest.submit(body.as_bytes(), bearer).await.unwrap_err();
+            let err = f
+                .ingest
+                .submit(Bytes::from(body.clone()), bearer)
+                .await
+                .unwrap_err();
             assert!(expected(&err), "{body:.60}: {err:?}");
         }
         let invalid_utf8 = [b"{\"data\":\"".as_slice(), &[0xff, 0xfe], b"\"}"].concat();
         assert!(matches!(
-            f.ingest.submit(&invalid_utf8, None).await,
+            f.ingest.submit(Bytes::from(invalid_utf8), None).await,
             Err(IngestError::Syntax(_))
         ));
         assert_eq!(f.queue.len(), 0);
@@ -316,7 +325,7 @@ mod tests {
     async fn unauthenticated_requests_learn_nothing_about_the_email() {
         let f = fixture();
         assert_eq!(
-            f.ingest.submit(body("{}", "nope").as_bytes(), None).await,
+            f.ingest.submit(Bytes::from(body("{}", "nope")), None).await,
             Err(IngestError::Token(TokenError::Invalid))
         );
     }
@@ -326,13 +335,13 @@ mod tests {
         let f = fixture();
         f.secret.set(Err(SecretError("down".into())));
         assert!(matches!(
-            f.ingest.submit(body(DATA, "tok").as_bytes(), None).await,
+            f.ingest.submit(Bytes::from(body(DATA, "tok")), None).await,
             Err(IngestError::Token(TokenError::Unavailable(_)))
         ));
         let f = fixture();
         f.queue.fail_sends(true);
         assert!(matches!(
-            f.ingest.submit(body(DATA, "tok").as_bytes(), None).await,
+            f.ingest.submit(Bytes::from(body(DATA, "tok")), None).await,
             Err(IngestError::Queue(_))
         ));
         assert_eq!(f.queue.len(), 0);
@@ -360,12 +369,12 @@ mod tests {
             Some(staging),
         );
         let small = ingest
-            .submit(body(DATA, "tok").as_bytes(), None)
+            .submit(Bytes::from(body(DATA, "tok")), None)
             .await
             .unwrap();
         let large_data = DATA.replace("Hello", &"\\u00e9 big ".repeat(400));
         let large = ingest
-            .submit(body(&large_data, "tok").as_bytes(), None)
+            .submit(Bytes::from(body(&large_data, "tok")), None)
             .await
             .unwrap();
         let messages = queue.messages();
@@ -385,7 +394,7 @@ mod tests {
         // Above the largest email: 413, and nothing staged or queued.
         let huge = DATA.replace("Hello", &"x".repeat(MAX_EMAIL));
         assert!(matches!(
-            ingest.submit(body(&huge, "tok").as_bytes(), None).await,
+            ingest.submit(Bytes::from(body(&huge, "tok")), None).await,
             Err(IngestError::TooLarge(..))
         ));
         assert_eq!((queue.len(), bucket.objects().len()), (2, 1));
@@ -405,7 +414,7 @@ mod tests {
         let large_data = DATA.replace("Hello", &"y".repeat(2000));
         assert!(matches!(
             ingest
-                .submit(body(&large_data, "tok").as_bytes(), None)
+                .submit(Bytes::from(body(&large_data, "tok")), None)
                 .await,
             Err(IngestError::TooLarge(..))
         ));
@@ -437,7 +446,7 @@ mod tests {
         let large_data = DATA.replace("Hello", &"z".repeat(2000));
         assert!(matches!(
             ingest
-                .submit(body(&large_data, "tok").as_bytes(), None)
+                .submit(Bytes::from(body(&large_data, "tok")), None)
                 .await,
             Err(IngestError::Staging(_))
         ));

@@ -378,7 +378,10 @@ mod tests {
         let id = EmailId::new();
         // Sent exactly so, spacing included.
         let data = r#"{ "email_subject":"Big", "email_sender":"a@b.c","email_timestream":1,"email_content":"x" }"#;
-        staging.stage(&id, data).await.unwrap();
+        staging
+            .stage(&id, Bytes::from_static(data.as_bytes()))
+            .await
+            .unwrap();
         let mut pointer = message("{}", Some(id.to_string()));
         pointer.claim = Some(data.len() as u64);
         let stored = storer.store(&pointer).await.unwrap();
@@ -406,7 +409,10 @@ mod tests {
             1 << 20,
         );
         let id = EmailId::new();
-        staging.stage(&id, "[1,2]").await.unwrap();
+        staging
+            .stage(&id, Bytes::from_static(b"[1,2]"))
+            .await
+            .unwrap();
         let mut pointer = message("{}", Some(id.to_string()));
         pointer.claim = Some(5);
         assert!(matches!(

@@ -24,7 +24,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
@@ -138,6 +139,9 @@ async fn post_email(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= 2 * limit as u64) && !expects_continue(&headers) {
+            discard(body, limit).await;
+        }
         return Err(ApiError::BodyTooLarge(limit));
     }
     // Room for the body in the byte budget before reading it: as declared,
@@ -147,24 +151,75 @@ async fn post_email(
         .bodies
         .try_acquire_many(kib(declared.unwrap_or(limit as u64)))
         .map_err(|_| ApiError::Overloaded)?;
-    let body = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::BodyTooLarge(limit)
-            } else {
-                ApiError::BodyUnreadable
-            }
-        })?
-        .to_bytes();
-    let id = state.ingest.submit(&body, bearer).await?;
+    let body = read_body(body, declared, limit).await?;
+    let id = state.ingest.submit(body, bearer).await?;
     let mut response = json(
         StatusCode::OK,
         format!(r#"{{"status":"queued","id":"{id}"}}"#),
     );
     response.extensions_mut().insert(id);
     Ok(response)
+}
+
+/// Reads a body of at most `limit` bytes into one buffer, sized from the
+/// declared length and filled chunk by chunk, so that a large body is held
+/// once (collecting the chunks and then joining them would hold it twice). A
+/// body that arrives in one chunk is taken as it is.
+async fn read_body(mut body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, ApiError> {
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(|_| ApiError::BodyUnreadable)?.into_data() else {
+            continue; // trailers carry no email
+        };
+        total += chunk.len();
+        if total > limit {
+            drop((first, joined, chunk));
+            discard(body, limit).await;
+            return Err(ApiError::BodyTooLarge(limit));
+        }
+        if let Some(head) = first.take() {
+            let expected = declared.map_or(0, |n| n as usize).min(limit);
+            joined.reserve(expected.max(head.len() + chunk.len()));
+            joined.extend_from_slice(&head);
+        }
+        if joined.is_empty() {
+            first = Some(chunk);
+        } else {
+            joined.extend_from_slice(&chunk);
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+/// Reads and drops up to `max` bytes of a body refused as too large. A
+/// client is still sending it when the 413 is ready; closing the connection
+/// then would reset it, and most clients report the reset ("broken pipe")
+/// instead of the 413. Bodies far over the limit are not read (the
+/// connection closes), nor those whose client asked to be told first
+/// (`Expect: 100-continue` gets the 413 before sending anything), and a
+/// client that pauses for [`DISCARD_PAUSE`] (one that waits for an answer
+/// before sending) gets the 413 then.
+async fn discard(mut body: Body, max: usize) {
+    let mut left = max;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(DISCARD_PAUSE, body.frame()).await {
+        let n = frame.data_ref().map_or(0, Bytes::len);
+        if n > left {
+            return;
+        }
+        left -= n;
+    }
+}
+
+/// How long a refused body may pause before the 413 is sent anyway.
+const DISCARD_PAUSE: Duration = Duration::from_secs(1);
+
+/// The client waits for `100 Continue` before sending the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// `application/json`, any case, parameters such as `charset` allowed.
@@ -302,5 +357,56 @@ mod tests {
             ])),
             Err(ApiError::RepeatedAuthorization)
         ));
+    }
+
+    /// A body arriving in chunks, counting the chunks read.
+    fn chunked(parts: &[&str]) -> (Body, Arc<std::sync::atomic::AtomicUsize>) {
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = parts
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p.as_bytes())))
+            .collect();
+        let stream = futures_util::stream::iter(chunks).inspect(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        (Body::from_stream(stream), read)
+    }
+
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn a_body_in_chunks_is_joined_in_order() {
+        for parts in [
+            vec![],
+            vec!["abc"],
+            vec!["ab", "", "cd", "e"],
+            vec!["", "x"],
+        ] {
+            let (body, _) = chunked(&parts);
+            let read = read_body(body, None, 10).await.unwrap();
+            assert_eq!(read, parts.concat().as_bytes(), "{parts:?}");
+            let (body, _) = chunked(&parts);
+            let declared = Some(parts.concat().len() as u64);
+            assert_eq!(read_body(body, declared, 10).await.unwrap(), read);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_the_rest_read_up_to_a_bound() {
+        // 12 bytes against a limit of 10: refused, and the rest is read so
+        // that the client sees the 413.
+        let (body, read) = chunked(&["abcd", "efgh", "ijkl", "mn"]);
+        assert!(matches!(
+            read_body(body, None, 10).await,
+            Err(ApiError::BodyTooLarge(10))
+        ));
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 4);
+        // Far over: reading stops at the chunk that passes another limit's
+        // worth (10 kept, 10 dropped, the 4th passes): 2 of 6 never read.
+        let parts = ["0123456789"; 6];
+        let (body, read) = chunked(&parts);
+        assert!(read_body(body, None, 10).await.is_err());
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
 }

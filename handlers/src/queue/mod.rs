@@ -72,7 +72,13 @@ impl OutgoingMessage {
         let claim = self.claim.map_or(0, |size| {
             CLAIM_ATTRIBUTE.len() + "Number".len() + size.to_string().len()
         });
-        self.body.len() + ID_ATTRIBUTE.len() + "String".len() + 36 + claim
+        Self::inline_size(self.body.len()) + claim
+    }
+
+    /// Size as SQS counts it of an inline message whose body is
+    /// `body_bytes` long, known before the body is copied into one.
+    pub fn inline_size(body_bytes: usize) -> usize {
+        body_bytes + ID_ATTRIBUTE.len() + "String".len() + 36
     }
 }
 
