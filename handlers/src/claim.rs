@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::bucket::{Bucket, BucketError, NewObject};
 use crate::id::EmailId;
-use crate::store::KeyPrefix;
+use crate::keys::KeyPrefix;
 
 /// The staging prefix unless `S3_STAGING_PREFIX` says otherwise.
 pub const DEFAULT_STAGING_PREFIX: &str = "staging/";

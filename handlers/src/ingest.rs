@@ -350,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn emails_too_large_for_a_message_go_through_the_bucket() {
         use crate::claim::Staging;
-        use crate::store::KeyPrefix;
+        use crate::keys::KeyPrefix;
         use crate::testing::MemoryBucket;
 
         let queue = Arc::new(MemoryQueue::default());
@@ -424,7 +424,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_staging_is_unavailable_and_queues_nothing() {
         use crate::claim::Staging;
-        use crate::store::KeyPrefix;
+        use crate::keys::KeyPrefix;
         use crate::testing::MemoryBucket;
 
         let queue = Arc::new(MemoryQueue::default());

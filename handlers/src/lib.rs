@@ -3,7 +3,7 @@
 //!
 //! - The domain: the email type and its validation ([`email`]), ids
 //!   ([`id`]), token checking ([`token`]), validate-and-enqueue ([`ingest`])
-//!   and message-to-bucket ([`store`]).
+//!   and message-to-bucket ([`store`], its keys in [`keys`]).
 //! - The ports with their adapters: [`queue`] (SQS, SQLite), [`bucket`] (S3,
 //!   a directory), [`secret`] (SSM, a fixed value). The AWS adapters are the
 //!   `aws` feature, the embedded ones of the local mode the `local` feature.
@@ -29,6 +29,7 @@ pub mod email;
 pub mod id;
 pub mod ingest;
 mod json;
+pub mod keys;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(feature = "aws")]

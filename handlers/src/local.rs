@@ -15,10 +15,11 @@ use crate::bucket::BucketError;
 use crate::bucket::dir::DirBucket;
 use crate::claim::Staging;
 use crate::ingest::Ingest;
+use crate::keys::{KeyPrefix, Keys};
 use crate::queue::QueueError;
 use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use crate::secret::fixed::FixedSecret;
-use crate::store::{KeyPrefix, Storer};
+use crate::store::Storer;
 
 /// Where the local mode's queue and bucket are.
 #[derive(Debug, Clone, Args)]
@@ -151,11 +152,11 @@ impl LocalArgs {
     }
 
     /// Message-to-bucket into the data directory's bucket.
-    pub fn storer(&self, dir: &DataDir, prefix: &KeyPrefix) -> Result<Arc<Storer>, LocalError> {
+    pub fn storer(&self, dir: &DataDir, keys: Keys) -> Result<Arc<Storer>, LocalError> {
         let bucket = Arc::new(dir.bucket()?);
         Ok(Arc::new(Storer::with_staging(
             bucket.clone(),
-            prefix.clone(),
+            keys,
             staging(bucket),
             crate::store::DEFAULT_BYTES_IN_FLIGHT,
         )))

@@ -94,7 +94,7 @@ pub fn aws_storer(args: &StoreArgs, sdk: &SdkConfig) -> Arc<Storer> {
     let staging = Staging::new(bucket.clone(), args.staging.s3_staging_prefix.clone());
     Arc::new(Storer::with_staging(
         bucket,
-        args.keys.s3_key_prefix.clone(),
+        args.keys.keys(),
         staging,
         args.memory.max_bytes_in_flight,
     ))

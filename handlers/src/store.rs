@@ -1,14 +1,10 @@
 //! Message to bucket: one queue message becomes one object, exactly once.
 //!
-//! - Key: `<prefix><unix-seconds>-<id>.json`, the original service's shape
-//!   (`emails/<unix-seconds>-<uuid>.json`), with the seconds taken from the
-//!   id (a UUIDv7, which carries its time). So a bucket taken over from the
-//!   original keeps one order: keys sort by arrival, old and new alike, and
-//!   `aws s3 ls emails/ | tail -1` names the newest email. The id is the one
-//!   the API gave the email; a message from another producer (the original
-//!   API during a switch-over, say) gets one derived from its queue message
-//!   id and send time. Either way the key is a function of the message
-//!   alone, so every delivery of it maps to the same key.
+//! - Key: made from the email's id by [`Keys`], so every delivery of a
+//!   message maps to the same key. The id is the one the API gave the
+//!   email; a message from another producer (the original API during a
+//!   switch-over, say) gets one derived from its queue message id and send
+//!   time.
 //! - Body: the message body, which is the accepted `data` object's JSON.
 //! - Metadata: `id`, `received-at` (RFC 3339, when the API accepted it) and
 //!   `queue-message-id`; all derived from the message, so a redelivery would
@@ -27,62 +23,8 @@ use crate::bucket::{Bucket, BucketError, NewObject, PutOutcome};
 use crate::claim::Staging;
 use crate::email::{EmailError, EmailMessage};
 use crate::id::EmailId;
+use crate::keys::{KeyPrefix, Keys};
 use crate::queue::ReceivedMessage;
-
-/// The default key prefix, as in the original service.
-pub const DEFAULT_PREFIX: &str = "emails/";
-
-/// The part of every key before the email's own name, checked once at
-/// start-up, since a prefix S3 or a directory cannot hold would make every
-/// store fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPrefix(String);
-
-impl KeyPrefix {
-    /// Longest prefix: S3 keys are at most 1,024 bytes, and the rest of a
-    /// key, `<10 digits>-<36-character id>.json`, takes 52.
-    pub const MAX_LEN: usize = 1024 - 52;
-
-    /// A prefix of printable characters, relative (no leading `/`), with no
-    /// empty, `.` or `..` path segment; empty means keys at the bucket's root.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if text.len() > Self::MAX_LEN {
-            return Err(format!("longer than {} bytes", Self::MAX_LEN));
-        }
-        if text.chars().any(char::is_control) {
-            return Err("contains a control character".into());
-        }
-        if text.starts_with('/') {
-            return Err("must not start with '/'".into());
-        }
-        // The last segment begins the file name; those before it are
-        // directories.
-        let mut directories: Vec<&str> = text.split('/').collect();
-        directories.pop();
-        if directories
-            .iter()
-            .any(|d| d.is_empty() || *d == "." || *d == "..")
-        {
-            return Err("must not contain an empty, '.' or '..' directory".into());
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The key of an email.
-    pub fn key(&self, id: &EmailId) -> String {
-        format!("{}{}-{id}.json", self.0, id.unix_millis() / 1000)
-    }
-}
-
-impl Default for KeyPrefix {
-    fn default() -> Self {
-        Self(DEFAULT_PREFIX.to_owned())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -104,7 +46,7 @@ pub struct Stored {
 
 pub struct Storer {
     bucket: Arc<dyn Bucket>,
-    prefix: KeyPrefix,
+    keys: Keys,
     staging: Staging,
     /// Bytes of staged emails held at once, in KiB.
     budget: Semaphore,
@@ -115,26 +57,26 @@ pub struct Storer {
 pub const DEFAULT_BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
 
 impl Storer {
-    pub fn new(bucket: Arc<dyn Bucket>, prefix: KeyPrefix) -> Self {
+    pub fn new(bucket: Arc<dyn Bucket>, keys: impl Into<Keys>) -> Self {
         let staging = Staging::new(
             bucket.clone(),
             KeyPrefix::parse(crate::claim::DEFAULT_STAGING_PREFIX).expect("a valid prefix"),
         );
-        Self::with_staging(bucket, prefix, staging, DEFAULT_BYTES_IN_FLIGHT)
+        Self::with_staging(bucket, keys, staging, DEFAULT_BYTES_IN_FLIGHT)
     }
 
     /// Claim-checked emails are read from `staging`, at most
     /// `bytes_in_flight` of them at once.
     pub fn with_staging(
         bucket: Arc<dyn Bucket>,
-        prefix: KeyPrefix,
+        keys: impl Into<Keys>,
         staging: Staging,
         bytes_in_flight: u64,
     ) -> Self {
         let budget_kib = kib(bytes_in_flight).max(1);
         Self {
             bucket,
-            prefix,
+            keys: keys.into(),
             staging,
             budget: Semaphore::new(budget_kib as usize),
             budget_kib,
@@ -161,7 +103,7 @@ impl Storer {
             .fmt(Format::DateTime)
             .unwrap_or_default();
         NewObject {
-            key: self.prefix.key(&id),
+            key: self.keys.key(&id),
             body,
             metadata: vec![
                 ("id", id.to_string()),
@@ -223,7 +165,7 @@ impl Storer {
             // means stored by an earlier delivery.
             return Ok(Stored {
                 id,
-                key: self.prefix.key(&id),
+                key: self.keys.key(&id),
                 outcome: PutOutcome::AlreadyExists,
                 bytes: 0,
             });
@@ -332,37 +274,6 @@ mod tests {
             Err(StoreError::Bucket(_))
         ));
         assert!(bucket.objects().is_empty());
-    }
-
-    #[test]
-    fn keys_sort_after_the_original_ones_and_by_arrival() {
-        let prefix = KeyPrefix::default();
-        // The original's newest kind of key, and ours from the same second on.
-        let original = "emails/1732780800-ffffffffffffffffffffffffffffffff.json";
-        let ids: Vec<EmailId> = (0..100).map(|_| EmailId::new()).collect();
-        let keys: Vec<String> = ids.iter().map(|id| prefix.key(id)).collect();
-        let mut sorted = keys.clone();
-        sorted.sort();
-        assert_eq!(keys, sorted, "in arrival order");
-        assert!(keys.iter().all(|k| k.as_str() > original));
-    }
-
-    #[test]
-    fn prefixes_that_no_bucket_can_hold_are_refused() {
-        for good in ["emails/", "", "emails", "a/b/c-", "tenant.1/emails/", "..x"] {
-            assert!(KeyPrefix::parse(good).is_ok(), "{good:?}");
-        }
-        for bad in [
-            "/emails/",
-            "a//b/",
-            "../emails/",
-            "a/./b/",
-            "e\nmails/",
-            "e\u{7f}/",
-        ] {
-            assert!(KeyPrefix::parse(bad).is_err(), "{bad:?}");
-        }
-        assert!(KeyPrefix::parse(&"x".repeat(KeyPrefix::MAX_LEN + 1)).is_err());
     }
 
     #[tokio::test]

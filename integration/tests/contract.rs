@@ -13,10 +13,13 @@ use handlers::aws::AwsTuning;
 use handlers::bucket::dir::DirBucket;
 use handlers::bucket::s3::S3Bucket;
 use handlers::bucket::{Bucket, NewObject, PutOutcome};
+use handlers::claim::Staging;
 use handlers::id::EmailId;
+use handlers::keys::{KeyLayout, KeyPrefix, Keys};
 use handlers::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use handlers::queue::sqs::SqsQueue;
-use handlers::queue::{OutgoingMessage, Queue};
+use handlers::queue::{OutgoingMessage, Queue, ReceivedMessage};
+use handlers::store::Storer;
 use integration::{DATA, Moto, Stack, StackOptions, eventually};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -350,6 +353,111 @@ async fn writes_are_conditional_and_never_overwrite() {
             (b.read)(key).await,
             Some(winners[0].clone().into_bytes()),
             "{}",
+            b.name
+        );
+    }
+}
+
+/// Both key layouts store each email once, below the prefix (where the
+/// worker's IAM scope allows writes), and every delivery finds the same key.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_layout_stores_once_below_the_prefix() {
+    for b in buckets().await {
+        for layout in [KeyLayout::Time, KeyLayout::Hashed] {
+            let prefix = KeyPrefix::parse("tenant/emails/").unwrap();
+            let storer = Storer::new(b.bucket.clone(), Keys::new(prefix, layout));
+            let id = EmailId::new();
+            let message = ReceivedMessage {
+                message_id: format!("m-{id}"),
+                receipt: "r".into(),
+                body: DATA.to_owned(),
+                email_id: Some(id.to_string()),
+                sent_at_ms: None,
+                claim: None,
+                receive_count: 1,
+            };
+            let stored = storer.store(&message).await.unwrap();
+            let name = stored
+                .key
+                .strip_prefix("tenant/emails/")
+                .unwrap_or_else(|| panic!("{}: {} is outside the prefix", b.name, stored.key));
+            let expected_dirs = usize::from(layout == KeyLayout::Hashed);
+            assert_eq!(
+                name.matches('/').count(),
+                expected_dirs,
+                "{} {layout:?}: {name}",
+                b.name
+            );
+            assert!(name.ends_with(&format!("-{id}.json")), "{}: {name}", b.name);
+            assert_eq!(stored.outcome, PutOutcome::Created, "{}", b.name);
+            assert_eq!(
+                (b.read)(stored.key.clone()).await.as_deref(),
+                Some(DATA.as_bytes()),
+                "{} {layout:?}",
+                b.name
+            );
+            let again = storer.store(&message).await.unwrap();
+            assert_eq!(
+                (again.key, again.outcome),
+                (stored.key, PutOutcome::AlreadyExists),
+                "{} {layout:?}: a redelivery",
+                b.name
+            );
+        }
+    }
+}
+
+/// The claim check on every bucket: staged bytes become the stored object
+/// byte for byte, the staged object is then gone, a second staging keeps
+/// the first copy, and a redelivery finds the email stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_claim_check_stores_staged_bytes_once_and_removes_them() {
+    for b in buckets().await {
+        let staging = Staging::new(b.bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+        let storer =
+            Storer::with_staging(b.bucket.clone(), Keys::default(), staging.clone(), 1 << 24);
+        let id = EmailId::new();
+        // Spacing and escapes as sent: stored exactly so.
+        let data = DATA.replace("Hi Bob", &format!("Hi\\nBob {}", "x".repeat(300_000)));
+        let data = data.replacen('{', "{ ", 1);
+        let key = staging.stage(&id, Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(key, format!("staging/{id}.json"), "{}", b.name);
+        staging.stage(&id, Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(
+            staging.fetch(&id).await.unwrap().as_deref(),
+            Some(data.as_bytes()),
+            "{}: the first copy kept",
+            b.name
+        );
+        let pointer = ReceivedMessage {
+            message_id: format!("m-{id}"),
+            receipt: "r".into(),
+            body: format!(r#"{{"staged":"{key}","bytes":{}}}"#, data.len()),
+            email_id: Some(id.to_string()),
+            sent_at_ms: None,
+            claim: Some(data.len() as u64),
+            receive_count: 1,
+        };
+        let stored = storer.store(&pointer).await.unwrap();
+        assert_eq!(stored.outcome, PutOutcome::Created, "{}", b.name);
+        assert_eq!(
+            (b.read)(stored.key.clone()).await.as_deref(),
+            Some(data.as_bytes()),
+            "{}: byte for byte",
+            b.name
+        );
+        assert_eq!(
+            (b.read)(key.clone()).await,
+            None,
+            "{}: staged object removed",
+            b.name
+        );
+        assert_eq!(staging.fetch(&id).await.unwrap(), None, "{}", b.name);
+        let again = storer.store(&pointer).await.unwrap();
+        assert_eq!(
+            (again.key, again.outcome),
+            (stored.key, PutOutcome::AlreadyExists),
+            "{}: a redelivery",
             b.name
         );
     }

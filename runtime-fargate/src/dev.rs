@@ -187,10 +187,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         .map_err(|e| DevError::Bind(addr, e))?;
     let addr = server.local_addr().map_err(DevError::Serve)?;
 
-    let prefix = &args.keys.s3_key_prefix;
     let storer = Arc::new(Storer::with_staging(
         bucket.clone(),
-        prefix.clone(),
+        args.keys.keys(),
         staging,
         args.limits.memory.max_bytes_in_flight,
     ));
@@ -217,7 +216,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
         queue = dir.queue_path().display(),
         bucket = dir
             .bucket_path()
-            .join(prefix.as_str())
+            .join(args.keys.s3_key_prefix.as_str())
             .display()
             .to_string()
             .trim_end_matches('/'),

@@ -375,7 +375,7 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use handlers::store::KeyPrefix;
+    use handlers::keys::KeyPrefix;
 
     use super::*;
     use handlers::id::EmailId;

@@ -27,7 +27,7 @@ pub async fn storer() -> Result<Arc<Storer>, lambda_runtime::Error> {
     if let Some((local, dir)) = config::local()? {
         telemetry::init(local.log.log_format, "info");
         handlers::metrics::install(Service::Worker, &config::LOCAL_METRICS);
-        return Ok(local.local.storer(&dir, &local.keys.s3_key_prefix)?);
+        return Ok(local.local.storer(&dir, local.keys.keys())?);
     }
     let config: WorkerConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
@@ -139,7 +139,7 @@ mod tests {
 
     use handlers::testing::MemoryBucket;
 
-    use handlers::store::KeyPrefix;
+    use handlers::keys::KeyPrefix;
 
     use super::*;
 
