@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use clap::{Args, ValueEnum};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -152,9 +152,28 @@ pub struct MetricsArgs {
     pub metrics_namespace: String,
 }
 
-/// Counts per bucket of a distribution.
-#[derive(Default)]
-struct Buckets(Mutex<BTreeMap<i32, u64>>);
+/// Counts per bucket of a distribution, one atomic per bucket so that
+/// recording on the request path takes no lock.
+struct Buckets {
+    /// Bucket `i` counts samples near `BUCKET_RATIO^(i + LOWEST)`.
+    counts: Box<[AtomicU64]>,
+    /// Samples of zero or less (and non-finite ones).
+    zero: AtomicU64,
+}
+
+/// The buckets kept: 1.25^-62 ≈ 1e-6 up to 1.25^124 ≈ 1e12, whatever the
+/// unit; samples beyond count in the nearest end bucket.
+const LOWEST: i32 = -62;
+const HIGHEST: i32 = 124;
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self {
+            counts: (LOWEST..=HIGHEST).map(|_| AtomicU64::new(0)).collect(),
+            zero: AtomicU64::new(0),
+        }
+    }
+}
 
 /// Ratio between neighbouring buckets.
 const BUCKET_RATIO: f64 = 1.25;
@@ -178,19 +197,30 @@ impl Buckets {
         }
     }
 
+    /// The counts since the last take, by bucket index; resets them.
     fn take(&self) -> BTreeMap<i32, u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut taken = BTreeMap::new();
+        let zero = self.zero.swap(0, Ordering::Relaxed);
+        if zero > 0 {
+            taken.insert(i32::MIN, zero);
+        }
+        for (index, count) in (LOWEST..).zip(self.counts.iter()) {
+            let n = count.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                taken.insert(index, n);
+            }
+        }
+        taken
     }
 }
 
 impl metrics::HistogramFn for Buckets {
     fn record(&self, value: f64) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(Self::index(value))
-            .or_default() += 1;
+        let slot = match Self::index(value) {
+            i32::MIN => &self.zero,
+            i => &self.counts[(i.clamp(LOWEST, HIGHEST) - LOWEST) as usize],
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
     }
 }
 
