@@ -394,6 +394,23 @@ variable "s3_key_prefix" {
   }
 }
 
+variable "s3_staging_prefix" {
+  description = "Key prefix under which the API stages emails too large for a queue message (S3_STAGING_PREFIX, the claim check); the worker reads them there and removes each once it is stored. The API may write only below it, the worker read and delete only below it. Must not overlap s3_key_prefix."
+  type        = string
+  default     = "staging/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", var.s3_staging_prefix))
+    error_message = "s3_staging_prefix must be a relative key prefix ending with '/', such as \"staging/\"."
+  }
+
+  # The binaries refuse to start with overlapping prefixes; so does the plan.
+  validation {
+    condition     = !startswith(var.s3_staging_prefix, var.s3_key_prefix) && !startswith(var.s3_key_prefix, var.s3_staging_prefix)
+    error_message = "s3_staging_prefix and s3_key_prefix must not overlap (neither may start with the other): the lifecycle rule that expires staged emails would delete stored ones, and the API, which may write below the staging prefix, could write where stored emails live."
+  }
+}
+
 variable "s3_force_destroy" {
   description = "Allow terraform destroy to delete the bucket together with every stored message."
   type        = bool

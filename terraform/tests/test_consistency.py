@@ -997,8 +997,8 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: _lambda_vars(c, "lambda-api").__setitem__("AWS_REGION", "${var.region}")),
         ("Lambda API function drops TOKEN_PARAM_NAME", "TOKEN_PARAM_NAME",
          lambda c, m: _lambda_vars(c, "lambda-api").pop("TOKEN_PARAM_NAME")),
-        ("binary starts calling s3:GetObject", "s3:GetObject",
-         lambda c, m: m["components"]["worker"]["aws_actions"].append("s3:GetObject")),
+        ("binary starts calling s3:GetObjectAttributes", "s3:GetObjectAttributes",
+         lambda c, m: m["components"]["worker"]["aws_actions"].append("s3:GetObjectAttributes")),
         ("api task role gets an action the binary never calls", "sqs:PurgeQueue",
          lambda c, m: _doc_of(c, ROLES["api"])["statement"].append(
              {"actions": [["sqs:PurgeQueue"]], "resources": [["${aws_sqs_queue.main.arn}"]]})),
