@@ -80,10 +80,10 @@ resource "aws_cloudwatch_metric_alarm" "queue_age" {
   }
 }
 
-# POST /email answered 503: the API could not queue or could not check.
+# POST /email answered 503: the API could not queue, stage or check.
 resource "aws_cloudwatch_metric_alarm" "api_unavailable" {
   alarm_name          = "${var.name}-api-unavailable"
-  alarm_description   = "Over ${var.alarm_api_unavailable_percent} % of POST /email (accepted or 503) got 503 in 5 minutes; clients retry. The dashboard's answers widget names the cause: UnavailableQueue (SQS failing or slow: api logs, AWS Health), UnavailableTokenStore (SSM or KMS failing, throttled or denied: api logs), UnavailableOverloaded (over MAX_CONCURRENT_REQUESTS in progress: scale out, api_max_capacity or api_cpu), UnavailableDeadline (Lambda deadline first: raise lambda_api_timeout). Only periods with ${local.alarm_min_answers} answers or more count. Clears by itself."
+  alarm_description   = "Over ${var.alarm_api_unavailable_percent} % of POST /email (accepted or 503) got 503 in 5 minutes; clients retry. The dashboard's answers widget names the cause: UnavailableQueue (SQS failing or slow: api logs, AWS Health), UnavailableTokenStore (SSM or KMS failing, throttled or denied: api logs), UnavailableOverloaded (over MAX_CONCURRENT_REQUESTS requests or MAX_BYTES_IN_FLIGHT bytes of bodies in progress: scale out, api_max_capacity or api_cpu), UnavailableDeadline (Lambda deadline first: raise lambda_api_timeout), UnavailableBucket (staging a large email in S3 failed: api logs; AccessDenied means s3:PutObject below ${var.s3_staging_prefix} in the API's role). Only periods with ${local.alarm_min_answers} answers or more count. Clears by itself."
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.alarm_api_unavailable_percent
   evaluation_periods  = 1
@@ -106,7 +106,7 @@ resource "aws_cloudwatch_metric_alarm" "api_unavailable" {
 
   metric_query {
     id          = "unavailable"
-    expression  = "FILL(u_queue, 0) + FILL(u_token, 0) + FILL(u_overload, 0) + FILL(u_deadline, 0)"
+    expression  = "FILL(u_queue, 0) + FILL(u_token, 0) + FILL(u_overload, 0) + FILL(u_deadline, 0) + FILL(u_bucket, 0)"
     return_data = false
   }
 
@@ -169,6 +169,19 @@ resource "aws_cloudwatch_metric_alarm" "api_unavailable" {
     metric {
       namespace   = var.metrics_namespace
       metric_name = "UnavailableDeadline"
+      dimensions  = { Service = "api" }
+      stat        = "Sum"
+      period      = 300
+    }
+  }
+
+  metric_query {
+    id          = "u_bucket"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "UnavailableBucket"
       dimensions  = { Service = "api" }
       stat        = "Sum"
       period      = 300
@@ -287,7 +300,7 @@ resource "aws_cloudwatch_metric_alarm" "api_unhealthy_hosts" {
 # The worker cannot write to the bucket.
 resource "aws_cloudwatch_metric_alarm" "store_failures" {
   alarm_name          = "${var.name}-store-failures"
-  alarm_description   = "Storing emails in ${aws_s3_bucket.emails.bucket} failed over ${var.alarm_store_failures} times in 5 minutes. The emails stay on the queue and are retried; after ${var.max_receive_count} receives they go to the dead-letter queue. Worker logs (each failed store names its error): AccessDenied (s3:PutObject below ${var.s3_key_prefix} in the worker's role, the bucket policy), SlowDown (over about 3,500 PUT/s on one prefix: README, Capacity and cost), 5xx or timeouts (AWS Health for S3). Clears by itself once stores succeed."
+  alarm_description   = "Storing emails in ${aws_s3_bucket.emails.bucket} failed over ${var.alarm_store_failures} times in 5 minutes. The emails stay on the queue and are retried; after ${var.max_receive_count} receives they go to the dead-letter queue. Worker logs (each failed store names its error): AccessDenied (in the worker's role s3:PutObject below ${var.s3_key_prefix}, s3:GetObject below ${var.s3_staging_prefix} for large emails; the bucket policy), SlowDown (over about 3,500 PUT/s on one prefix: README, Capacity and cost), 5xx or timeouts (AWS Health for S3). Clears by itself once stores succeed."
   namespace           = var.metrics_namespace
   metric_name         = "StoreFailures"
   dimensions          = { Service = "worker" }

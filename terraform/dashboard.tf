@@ -77,6 +77,7 @@ locals {
             [var.metrics_namespace, "UnavailableTokenStore", "Service", "api", { label = "503 token store" }],
             [var.metrics_namespace, "UnavailableOverloaded", "Service", "api", { label = "503 overloaded" }],
             [var.metrics_namespace, "UnavailableDeadline", "Service", "api", { label = "503 deadline" }],
+            [var.metrics_namespace, "UnavailableBucket", "Service", "api", { label = "503 bucket (staging)" }],
           ]
         }
       }

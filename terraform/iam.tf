@@ -1,6 +1,16 @@
 # Roles of the running system. Each role gets exactly the AWS API calls its
 # binary makes (tests/test_consistency.py compares them with
 # `queue2bucket manifest`), on the specific resources involved.
+#
+# The claim check (emails too large for a queue message): the API writes the
+# email below var.s3_staging_prefix and queues a pointer; the worker reads it
+# there, stores it below var.s3_key_prefix and deletes the staged object. So
+# the API may write only below the staging prefix (never where stored emails
+# live), and the worker may read and delete only below it (never a stored
+# email). The worker may also list the bucket, limited to the staging prefix:
+# S3 answers a GetObject of a missing key with 404 only to a caller that may
+# list it (403 otherwise), and a redelivered pointer whose staged object is
+# gone must read as "stored already", not as an error.
 
 # --- Fargate: task execution role (pulls the image, writes logs) -------------
 
@@ -94,15 +104,26 @@ resource "aws_iam_role" "api_task" {
   count = local.fargate ? 1 : 0
 
   name               = "${var.name}-api-task"
-  description        = "Task role of the ${var.name} API: publishes to the queue, reads the token"
+  description        = "Task role of the ${var.name} API: publishes to the queue, reads the token, stages large emails"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
 data "aws_iam_policy_document" "api" {
+  # GetQueueAttributes: the API reads the queue's MaximumMessageSize, above
+  # which it stages an email instead of queueing it inline.
   statement {
-    sid       = "PublishMessages"
-    actions   = ["sqs:SendMessage"]
+    sid = "PublishMessages"
+    actions = [
+      "sqs:SendMessage",
+      "sqs:GetQueueAttributes",
+    ]
     resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "StageLargeEmails"
+    actions   = ["s3:PutObject"]
+    resources = [local.staged_objects_arn]
   }
 
   # The parameter uses the AWS-managed aws/ssm key, so no kms:Decrypt grant is
@@ -128,7 +149,7 @@ resource "aws_iam_role" "worker_task" {
   count = local.fargate ? 1 : 0
 
   name               = "${var.name}-worker-task"
-  description        = "Task role of the ${var.name} worker: consumes the queue, writes message objects"
+  description        = "Task role of the ${var.name} worker: consumes the queue, writes message objects, takes staged ones"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
@@ -148,6 +169,28 @@ data "aws_iam_policy_document" "worker" {
     sid       = "StoreMessages"
     actions   = ["s3:PutObject"]
     resources = [local.email_objects_arn]
+  }
+
+  statement {
+    sid = "TakeStagedEmails"
+    actions = [
+      "s3:GetObject",
+      "s3:DeleteObject",
+    ]
+    resources = [local.staged_objects_arn]
+  }
+
+  # Only so that a staged object that is gone answers 404 (see the top).
+  statement {
+    sid       = "FindStagedEmails"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.emails.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.s3_staging_prefix}*"]
+    }
   }
 }
 
@@ -176,7 +219,7 @@ resource "aws_iam_role" "lambda_api" {
   count = local.lambda ? 1 : 0
 
   name               = "${var.name}-lambda-api"
-  description        = "Role of the ${var.name} API function: publishes to the queue, reads the token, writes its logs"
+  description        = "Role of the ${var.name} API function: publishes to the queue, reads the token, stages large emails, writes its logs"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -184,9 +227,18 @@ data "aws_iam_policy_document" "lambda_api" {
   count = local.lambda ? 1 : 0
 
   statement {
-    sid       = "PublishMessages"
-    actions   = ["sqs:SendMessage"]
+    sid = "PublishMessages"
+    actions = [
+      "sqs:SendMessage",
+      "sqs:GetQueueAttributes",
+    ]
     resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "StageLargeEmails"
+    actions   = ["s3:PutObject"]
+    resources = [local.staged_objects_arn]
   }
 
   statement {
@@ -218,7 +270,7 @@ resource "aws_iam_role" "lambda_worker" {
   count = local.lambda ? 1 : 0
 
   name               = "${var.name}-lambda-worker"
-  description        = "Role of the ${var.name} worker function: writes message objects; its SQS event source polls the queue"
+  description        = "Role of the ${var.name} worker function: writes message objects, takes staged ones; its SQS event source polls the queue"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -229,6 +281,27 @@ data "aws_iam_policy_document" "lambda_worker" {
     sid       = "StoreMessages"
     actions   = ["s3:PutObject"]
     resources = [local.email_objects_arn]
+  }
+
+  statement {
+    sid = "TakeStagedEmails"
+    actions = [
+      "s3:GetObject",
+      "s3:DeleteObject",
+    ]
+    resources = [local.staged_objects_arn]
+  }
+
+  statement {
+    sid       = "FindStagedEmails"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.emails.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.s3_staging_prefix}*"]
+    }
   }
 
   # Used by the SQS event source mapping (Lambda polls with the function's role).

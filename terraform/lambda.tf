@@ -27,15 +27,20 @@ locals {
   lambda_existing_functions = flatten(data.aws_lambda_functions.existing[*].function_names)
 
   # METRICS_NAMESPACE: the namespace the dashboard and alarms read (dashboard.tf).
+  # S3_BUCKET_NAME and S3_STAGING_PREFIX on the API: where it stages emails
+  # too large for a queue message (the claim check; see iam.tf).
   lambda_api_environment = {
     SQS_QUEUE_URL     = aws_sqs_queue.main.url
     TOKEN_PARAM_NAME  = aws_ssm_parameter.token.name
+    S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
+    S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
   }
 
   lambda_worker_environment = {
     S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
     S3_KEY_PREFIX     = var.s3_key_prefix
+    S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
   }
 }
@@ -63,7 +68,7 @@ resource "aws_lambda_function" "api" {
   # checkov:skip=CKV_AWS_115: No reserved concurrency: new accounts cannot reserve any, and the ALB target is bounded by the account limit.
   # checkov:skip=CKV_AWS_116: Invoked synchronously by the ALB; a dead-letter queue applies only to asynchronous invocations.
   # checkov:skip=CKV_AWS_117: Not in a VPC by design: the function only calls public AWS APIs and needs no NAT or endpoints.
-  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (queue URL, parameter name) and use Lambda's default encryption.
+  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (queue URL, parameter name, bucket name, staging prefix) and use Lambda's default encryption.
   # checkov:skip=CKV_AWS_272: Code signing is not used; artifacts come from the repository's own CI.
   count = local.lambda ? 1 : 0
 
@@ -127,7 +132,7 @@ resource "aws_lambda_function" "worker" {
   # checkov:skip=CKV_AWS_115: No reserved concurrency: new accounts cannot reserve any; the event source mapping's maximum_concurrency bounds it instead.
   # checkov:skip=CKV_AWS_116: Invoked by an SQS event source mapping; failed messages go to the queue's own dead-letter queue.
   # checkov:skip=CKV_AWS_117: Not in a VPC by design: the function only calls public AWS APIs and needs no NAT or endpoints.
-  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key prefix) and use Lambda's default encryption.
+  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key and staging prefixes) and use Lambda's default encryption.
   # checkov:skip=CKV_AWS_272: Code signing is not used; artifacts come from the repository's own CI.
   count = local.lambda ? 1 : 0
 

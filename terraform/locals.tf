@@ -63,4 +63,8 @@ locals {
 
   # Objects the worker may write: only below its key prefix.
   email_objects_arn = "${aws_s3_bucket.emails.arn}/${var.s3_key_prefix}*"
+
+  # Staged emails (the claim check): the API may write them, the worker read
+  # and delete them, only below the staging prefix.
+  staged_objects_arn = "${aws_s3_bucket.emails.arn}/${var.s3_staging_prefix}*"
 }

@@ -28,6 +28,11 @@ output "s3_key_prefix" {
   value       = var.s3_key_prefix
 }
 
+output "s3_staging_prefix" {
+  description = "Key prefix where the API stages emails too large for a queue message (the claim check); the worker removes each once stored."
+  value       = var.s3_staging_prefix
+}
+
 output "queue_url" {
   description = "URL of the SQS queue."
   value       = aws_sqs_queue.main.url

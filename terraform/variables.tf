@@ -394,6 +394,41 @@ variable "s3_key_prefix" {
   }
 }
 
+variable "s3_staging_prefix" {
+  description = "Key prefix under which the API stages emails too large for a queue message (S3_STAGING_PREFIX, the claim check); the worker reads them there and removes each once it is stored. The API may write only below it, the worker read and delete only below it. Must not overlap s3_key_prefix."
+  type        = string
+  default     = "staging/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", var.s3_staging_prefix))
+    error_message = "s3_staging_prefix must be a relative key prefix ending with '/', such as \"staging/\"."
+  }
+
+  # The binaries refuse to start with overlapping prefixes; so does the plan.
+  validation {
+    condition     = !startswith(var.s3_staging_prefix, var.s3_key_prefix) && !startswith(var.s3_key_prefix, var.s3_staging_prefix)
+    error_message = "s3_staging_prefix and s3_key_prefix must not overlap (neither may start with the other): the lifecycle rule that expires staged emails would delete stored ones, and the API, which may write below the staging prefix, could write where stored emails live."
+  }
+}
+
+variable "s3_staging_expiration_days" {
+  description = "Days after which the lifecycle rule on s3_staging_prefix removes a staged email the worker has not removed (one whose message never made it to the queue, or whose removal failed). Must exceed the longest a pointer message can live, message_retention_seconds plus the dead-letter queue's 14 days (at most 28 days), since a worker that finds a staged email gone takes it as stored."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.s3_staging_expiration_days >= 1 && floor(var.s3_staging_expiration_days) == var.s3_staging_expiration_days
+    error_message = "s3_staging_expiration_days must be a whole number of days, at least 1."
+  }
+
+  # See s3.tf: an earlier expiry could remove a staged email whose pointer
+  # is still queued, and the worker would take that email as stored.
+  validation {
+    condition     = var.s3_staging_expiration_days * 86400 > var.message_retention_seconds + local.dlq_retention_seconds
+    error_message = "s3_staging_expiration_days must exceed the longest a pointer message can live, message_retention_seconds plus the dead-letter queue's retention (${var.message_retention_seconds} + ${local.dlq_retention_seconds} s = ${(var.message_retention_seconds + local.dlq_retention_seconds) / 86400} days): a worker that finds a pointer's staged email gone takes it as stored, so the email would be lost."
+  }
+}
+
 variable "s3_force_destroy" {
   description = "Allow terraform destroy to delete the bucket together with every stored message."
   type        = bool

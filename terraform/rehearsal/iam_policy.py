@@ -9,8 +9,14 @@ configuration uses; an operator this module does not know makes the
 evaluation fail loudly rather than guess.
 
 calls_from_log() turns the request log of moto_server.py into (actor, action,
-resource, context) tuples: the IAM action each request needs and the ARN it
-acts on.
+resource, context) tuples: the IAM action each request needs, the ARN it
+acts on, and the condition keys S3 evaluates with it (s3:prefix of a
+listing). A GET or HEAD of an S3 key that is not there also yields the
+s3:ListBucket that decides its answer: S3 answers 404 only to a caller that
+may list the bucket, and 403 otherwise; for that decision it takes the
+requested key as s3:prefix (which Ceph's RGW reproduces to match AWS,
+ceph/ceph#68577), so a ListBucket grant limited with StringLike on s3:prefix
+covers exactly the keys below that prefix.
 """
 
 from __future__ import annotations
@@ -220,16 +226,31 @@ class Call:
     resource: str
     context: dict[str, str] = field(default_factory=dict)
     operation: str = ""
+    # Only decides how S3 answers a request for a missing key (404 if
+    # allowed, 403 if not); the request itself needs no such permission.
+    answers_missing_key: bool = False
 
     def __str__(self) -> str:
         extra = f" ({', '.join(f'{k}={v}' for k, v in self.context.items())})" if self.context else ""
         return f"{self.action} on {self.resource}{extra}"
 
 
-def _s3_call(method: str, path: str, query: str) -> tuple[str, str]:
+def _s3_object(path: str) -> tuple[str, str]:
     parts = unquote(path).lstrip("/").split("/", 1)
-    bucket = parts[0]
-    key = parts[1] if len(parts) > 1 else ""
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _s3_context(action: str, query: str) -> dict[str, str]:
+    """The condition keys S3 evaluates with a request: for a listing, its
+    prefix (absent when the request names none)."""
+    params = parse_qs(query, keep_blank_values=True)
+    if action == "s3:ListBucket" and "prefix" in params:
+        return {"s3:prefix": params["prefix"][0]}
+    return {}
+
+
+def _s3_call(method: str, path: str, query: str) -> tuple[str, str]:
+    bucket, key = _s3_object(path)
     params = parse_qs(query, keep_blank_values=True)
     if not bucket:
         return "s3:ListAllMyBuckets", "*"
@@ -271,7 +292,7 @@ def call_of(entry: dict[str, Any], account: str) -> Call:
     prefix = IAM_PREFIX.get(service, service)
     if service == "s3":
         action, resource = _s3_call(entry["method"], entry["path"], entry.get("query", ""))
-        return Call(entry["key"], action, resource, operation=action)
+        return Call(entry["key"], action, resource, _s3_context(action, entry.get("query", "")), operation=action)
     if service == "lambda":
         operation, fn = _lambda_operation(entry["method"], entry["path"])
         resource = "*"
@@ -300,12 +321,17 @@ def call_of(entry: dict[str, Any], account: str) -> Call:
 
 
 def implied_calls(entry: dict[str, Any], call: Call) -> list[Call]:
-    """Permissions a call needs beyond its own action (iam:PassRole)."""
+    """Permissions a call needs beyond its own action (iam:PassRole), and the
+    one that decides how S3 answers a read of a missing key."""
     params = entry.get("params", {})
     if call.action == "ecs:RegisterTaskDefinition":
         return [Call(call.key, "iam:PassRole", params[k], {"iam:PassedToService": "ecs-tasks.amazonaws.com"},
                      operation="PassRole")
                 for k in ("taskRoleArn", "executionRoleArn") if params.get(k)]
+    if call.action == "s3:GetObject" and entry.get("status") == 404:
+        bucket, key = _s3_object(entry["path"])
+        return [Call(call.key, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key},
+                     operation="GetObject of a missing key", answers_missing_key=True)]
     return []
 
 

@@ -12,8 +12,8 @@ moto_server, plus:
    else moto does not support fails the rehearsal.
 
 2. A request log: one JSON line per AWS request (access key, service,
-   operation, and the parameters that name a resource) written to
-   $REHEARSAL_REQUEST_LOG. Every process of the rehearsal uses its own access
+   operation, the parameters that name a resource, and the status of the
+   answer) written to $REHEARSAL_REQUEST_LOG. Every process of the rehearsal uses its own access
    key, so rehearse.py knows which role made each call and checks it against
    that role's policies.
 
@@ -309,8 +309,26 @@ class RequestLog:
                 "operation": target.rsplit(".", 1)[-1] if target else params.get("Action", ""),
                 "params": {k: params[k] for k in RESOURCE_PARAMS if k in params},
             }
-            with self.lock:
-                self.file.write(json.dumps(entry) + "\n")
+            # Logged with the answer's status: a GET of a missing S3 key is
+            # judged by it (404 only to a caller that may list; iam_policy.py).
+            written = threading.Event()
+
+            def write(status: str | None) -> None:
+                if not written.is_set():
+                    written.set()
+                    entry["status"] = int(status.split(" ", 1)[0]) if status else None
+                    with self.lock:
+                        self.file.write(json.dumps(entry) + "\n")
+
+            def start(status: str, headers: list, exc_info: Any = None) -> Any:
+                write(status)
+                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+            try:
+                return self.app(environ, start)
+            except BaseException:
+                write(None)  # failed before answering
+                raise
         return self.app(environ, start_response)
 
 

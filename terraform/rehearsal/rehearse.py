@@ -20,16 +20,21 @@ empty emulator and an empty state:
  5. test     the system test workflow's own script (scripts/system-test.sh):
              health check, POST /email with the token from Parameter Store,
              the object read back byte for byte, 401 for a wrong token; then a
-             poison message must reach the dead-letter queue.
+             large email, over the queue's message size, through the claim
+             check (staged by the API, stored byte for byte by the worker,
+             nothing left below the staging prefix), its pointer delivered
+             again (acknowledged as stored, no second object); then a poison
+             message must reach the dead-letter queue.
  6. check    what the resources say against what the code needs: every IAM
              action of the manifest allowed on the exact ARN by the role of the
              component that calls it (and every other component's action
              denied), every AWS call actually made during the run allowed to
              the role that made it (each actor signs with its own access key),
              the environments against the variables the binaries read, the
-             health check path, the queue's settings against the README, the
-             GitHub roles' subjects and the plan role's denies, the token
-             absent from the state.
+             health check path, the queues' settings against the README, the
+             bucket's lifecycle rule on the staging prefix against the queues'
+             retention, the GitHub roles' subjects and the plan role's denies,
+             the token absent from the state.
  7. destroy  `terraform destroy`, then nothing may be left in the emulator.
 
 Every failure is reported with what was expected; the only departures from
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import http.client
 import json
 import os
 import re
@@ -140,6 +146,17 @@ KIND_OF = {
 # Actions Lambda's event source mapping makes with the worker function's role.
 ESM_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
+# The large email each hosting posts: over the queue's message size, so that
+# it goes through the claim check, and within the front door's limit (the
+# API's MAX_EMAIL_BYTES behind the ALB on Fargate; 1 MB for a Lambda target
+# of the ALB, standins.ALB_LAMBDA_BODY_LIMIT).
+LARGE_EMAIL_BYTES = {"fargate": 2 * 1024 * 1024, "lambda": 900 * 1024}
+
+# Actors whose code tells a missing S3 key (404) from a refusal (403): the
+# worker takes a staged email that is gone as stored. Anyone else reading a
+# missing key (the system test polling for its object) treats both alike.
+NOT_FOUND_MATTERS = {"worker"}
+
 
 INIT_LOCK = threading.Lock()
 
@@ -234,6 +251,7 @@ class QueueClaims:
     visibility_timeout: dict[str, int]
     max_receive_count: int
     dlq_retention_seconds: int
+    max_message_size: int
 
 
 def readme_queue_claims() -> QueueClaims:
@@ -250,7 +268,8 @@ def readme_queue_claims() -> QueueClaims:
     lam = int(find(r"\((\d+) s for the default \d+ s\)", "the Lambda visibility timeout").group(1))
     receives = int(find(r"\| `max_receive_count` \| `number` \| `(\d+)` \|", "max_receive_count").group(1))
     days = int(find(r"dead-letter queue `[^`]+` \((\d+) days", "the dead-letter queue's retention").group(1))
-    return QueueClaims({"fargate": fargate, "lambda": lam}, receives, days * 86400)
+    size = int(find(r"`max_message_size` (\d+) on both", "the queues' max_message_size").group(1))
+    return QueueClaims({"fargate": fargate, "lambda": lam}, receives, days * 86400, size)
 
 
 def dockerfile_entrypoint() -> str:
@@ -258,6 +277,21 @@ def dockerfile_entrypoint() -> str:
     if not m:
         raise Failure("the Dockerfile has no exec-form ENTRYPOINT")
     return m.group(1)
+
+
+def large_email_data(size: int, tag: str) -> bytes:
+    """A `data` object of exactly `size` bytes of JSON text, with what must
+    come back unchanged: unusual spacing, escapes, non-ASCII characters, a
+    number with a trailing zero."""
+    head = ('{"email_subject": "Rehearsal large email %s",  "email_sender":"rehearsal@queue2bucket.invalid",\n'
+            ' "email_timestream": "%d", "extra": {"n": 1.50}, "email_content": "' % (tag, int(time.time()))).encode()
+    tail = b'"}'
+    unit = 'Gr\u00fc\u00dfe \u2013 \\"quoted\\" \\u00e9\\n\u2713 '.encode()
+    room = size - len(head) - len(tail)
+    if room < 0:
+        raise ValueError(f"no email of {size} bytes")
+    filler = unit * (room // len(unit))
+    return head + filler + b"x" * (room - len(filler)) + tail
 
 
 # ---------------------------------------------------------------------------
@@ -484,12 +518,14 @@ class Rehearsal:
                 self.check_no_drift()
             with self.phase("run", "run the binaries from what Terraform created"):
                 self.start_product()
-            with self.phase("test", "system test (scripts/system-test.sh) and a poison message"):
+            with self.phase("test", "system test (scripts/system-test.sh), a large email, a poison message"):
                 self.system_test()
+                self.large_email()
                 self.poison_message()
             with self.phase("check", "check the created resources against what the code needs"):
                 self.check_environment()
                 self.check_queue()
+                self.check_bucket()
                 self.check_iam()
                 self.check_github_roles()
                 self.check_observed_calls()
@@ -860,6 +896,90 @@ class Rehearsal:
         for k, v in expected.items():
             self.check(worker_env.get(k) == v, f"the worker's {k} is {worker_env.get(k)}, the output says {v}")
 
+    def large_email(self) -> None:
+        """An email too large for a queue message, through the deployed system:
+        the API stages it below the staging prefix and queues a pointer, the
+        worker stores it byte for byte under its key and removes the staged
+        copy. Then the pointer is delivered again, as SQS may: the worker
+        finds the staged copy gone (a 404, which its role's s3:ListBucket on
+        the staging prefix makes possible), counts the email as stored and
+        acknowledges it; no second object appears."""
+        size = LARGE_EMAIL_BYTES[self.hosting]
+        limit = int(self.queue_attribute("MaximumMessageSize"))
+        if not self.check(size > limit, f"the large email ({size} bytes) fits a queue message ({limit} bytes): it "
+                                        "would not go through the claim check"):
+            return
+        data = large_email_data(size, f"{self.hosting} {uuid.uuid4()}")
+        body = b'{"data":' + data + b',"token":' + json.dumps(self.token()).encode() + b"}"
+        status, answer = self.post_email(body)
+        if not self.check(status == 200, f"POST /email of a {len(body)}-byte request: {status} {answer[:300]!r}"):
+            return
+        email_id = json.loads(answer)["id"]
+        bucket, key_prefix = self.outputs["bucket_name"], self.outputs["s3_key_prefix"]
+        staging = self.outputs["s3_staging_prefix"]
+        staged_key = f"{staging}{email_id}.json"
+        key = f"{key_prefix}{int(email_id.replace('-', '')[:12], 16) // 1000}-{email_id}.json"
+        s3 = self.client("s3")
+
+        def stored() -> bytes | None:
+            self.assert_running()
+            with contextlib.suppress(s3.exceptions.NoSuchKey):
+                return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return None
+
+        started = time.monotonic()
+        got = wait_until(f"s3://{bucket}/{key} (a {size}-byte email)", stored, 60, interval=0.5)
+        self.check(got == data, f"s3://{bucket}/{key} holds {len(got)} bytes that differ from the {size} posted")
+        staged_by_api = [c for entry, c in self.requests() if c.key == KEYS["api"] and c.action == "s3:PutObject"
+                         and c.resource == f"arn:aws:s3:::{bucket}/{staged_key}"]
+        self.check(bool(staged_by_api), f"the API never wrote {staged_key}: the email did not go through the claim "
+                                        "check")
+        wait_until(f"nothing left below {staging}", lambda: not self.keys_below(staging), 30, interval=0.5)
+        self.say(f"   a {size}-byte email (queue messages take {limit}): staged as {staged_key}, stored as {key} "
+                 f"byte for byte after {time.monotonic() - started:.0f} s, nothing left below {staging}")
+
+        # The same pointer again: what a redelivery after the clean-up looks like.
+        pointer = json.dumps({"staged": staged_key, "bytes": size})
+        self.sqs.send_message(QueueUrl=self.outputs["queue_url"], MessageBody=pointer, MessageAttributes={
+            "q2b-id": {"DataType": "String", "StringValue": email_id},
+            "q2b-claim": {"DataType": "Number", "StringValue": str(size)}})
+
+        def acknowledged() -> bool:
+            self.assert_running()
+            attrs = self.queue_attribute("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+            return all(v == "0" for v in attrs.values())
+
+        wait_until("the repeated pointer acknowledged (the queue empty)", acknowledged, 60, interval=0.5)
+        missing = [entry for entry, c in self.requests() if c.key == KEYS["worker"] and c.action == "s3:GetObject"
+                   and c.resource == f"arn:aws:s3:::{bucket}/{staged_key}" and entry.get("status") == 404]
+        self.check(bool(missing), f"the worker did not read the removed {staged_key} again for the repeated pointer")
+        copies = [k for k in self.keys_below(key_prefix) if email_id in k]
+        self.check(copies == [key], f"after the repeated pointer the bucket holds {copies} for {email_id}")
+        self.check(stored() == data, f"s3://{bucket}/{key} changed after the repeated pointer")
+        self.large_key = key
+        self.say(f"   the same pointer again: the worker found {staged_key} gone (404), acknowledged it as stored; "
+                 "still one object")
+
+    def post_email(self, body: bytes) -> tuple[int, bytes]:
+        """POST /email through the load balancer's stand-in, as a client would."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.alb.port, timeout=60)
+        try:
+            conn.request("POST", "/email", body=body, headers={"host": self.alb.dns_name,
+                                                                "content-type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def queue_attribute(self, *names: str) -> Any:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.outputs["queue_url"],
+                                              AttributeNames=list(names))["Attributes"]
+        return attrs[names[0]] if len(names) == 1 else attrs
+
+    def keys_below(self, prefix: str) -> list[str]:
+        return [o["Key"] for o in self.client("s3").list_objects_v2(
+            Bucket=self.outputs["bucket_name"], Prefix=prefix).get("Contents", [])]
+
     def poison_message(self) -> None:
         """A message that can never be stored reaches the dead-letter queue.
 
@@ -891,10 +1011,10 @@ class Rehearsal:
                                                                 self.queue_attrs["VisibilityTimeout"]})
         self.say(f"   poison message in {self.outputs['dlq_url'].rsplit('/', 1)[-1]} after "
                  f"{time.monotonic() - started:.0f} s (visibility timeout 1 s)")
-        keys = [o["Key"] for o in self.client("s3").list_objects_v2(
-            Bucket=self.outputs["bucket_name"]).get("Contents", [])]
-        self.check(len(keys) == 1 and keys[0].startswith(self.outputs["s3_key_prefix"]),
-                   f"the bucket holds {keys}: expected only the system test's email")
+        keys = self.keys_below("")
+        expected = 2 if getattr(self, "large_key", None) else 1
+        self.check(len(keys) == expected and all(k.startswith(self.outputs["s3_key_prefix"]) for k in keys),
+                   f"the bucket holds {keys}: expected only the system test's email and the large one")
         if self.hosting == "lambda":
             self.check(not self.esm.errors, f"the event source mapping failed: {self.esm.errors}")
 
@@ -937,6 +1057,11 @@ class Rehearsal:
         allow = json.loads(dlq.get("RedriveAllowPolicy") or "{}")
         self.check(allow == {"redrivePermission": "byQueue", "sourceQueueArns": [self.queue_arn]},
                    f"the DLQ's redrive allow policy is {allow}, expected only {self.queue_arn}")
+        for name, queue in (("queue", attrs), ("DLQ", dlq)):
+            self.check(int(queue.get("MaximumMessageSize", -1)) == self.claims.max_message_size,
+                       f"the {name} takes messages of up to {queue.get('MaximumMessageSize')} bytes; "
+                       f"terraform/README.md states {self.claims.max_message_size}")
+        self.dlq_attrs = dlq
         for url, arn in ((self.outputs["queue_url"], self.queue_arn), (self.outputs["dlq_url"], self.dlq_arn)):
             policy = json.loads(self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
                                 .get("Attributes", {}).get("Policy") or "{}")
@@ -952,6 +1077,35 @@ class Rehearsal:
             self.check(d.allowed != refused, f"the bucket policy {'allows' if d.allowed else 'refuses'} "
                                              f"s3:PutObject with {context} ({d.reason})")
 
+    def check_bucket(self) -> None:
+        """The lifecycle rule on the staging prefix, as S3 holds it: it expires
+        staged emails later than any pointer can live (the queues' actual
+        retention), aborts incomplete uploads, and reaches no stored email."""
+        staging, key_prefix = self.outputs["s3_staging_prefix"], self.outputs["s3_key_prefix"]
+        rules = [r for r in self.client("s3").get_bucket_lifecycle_configuration(
+            Bucket=self.outputs["bucket_name"])["Rules"] if r.get("Status") == "Enabled"]
+
+        def prefix_of(rule: dict[str, Any]) -> str:
+            return (rule.get("Filter") or {}).get("Prefix", rule.get("Prefix", ""))
+
+        longest = int(self.queue_attrs["MessageRetentionPeriod"]) + int(self.dlq_attrs["MessageRetentionPeriod"])
+        expiring = [r for r in rules if prefix_of(r) == staging and (r.get("Expiration") or {}).get("Days")]
+        if self.check(len(expiring) == 1, f"{len(expiring)} enabled lifecycle rules expire {staging}, expected one"):
+            days = expiring[0]["Expiration"]["Days"]
+            self.check(days * 86400 > longest,
+                       f"staged emails expire after {days} days, not longer than a pointer can live (the queues' "
+                       f"retention, {longest} s together)")
+            self.check("AbortIncompleteMultipartUpload" in expiring[0],
+                       f"the rule on {staging} does not abort incomplete uploads")
+            self.say(f"   lifecycle: {staging} expires after {days} days, over the {longest / 86400:g} days a "
+                     "pointer can live (queue and dead-letter queue retention)")
+        for r in rules:
+            expires = (r.get("Expiration") or {}).keys() & {"Days", "Date"}
+            reaches = key_prefix.startswith(prefix_of(r)) or prefix_of(r).startswith(key_prefix)
+            self.check(not (expires and reaches),
+                       f"lifecycle rule {r.get('ID')} expires current objects below {prefix_of(r)!r}, stored "
+                       f"emails ({key_prefix}) included")
+
     # IAM ------------------------------------------------------------------------------
 
     def role_documents(self, role_arn: str) -> list[dict[str, Any]]:
@@ -966,39 +1120,69 @@ class Rehearsal:
         return [json.loads(d) if isinstance(d, str) else d for d in docs]
 
     def resource_of(self, action: str) -> str:
-        """The exact ARN the code calls an action on."""
+        """The exact ARN the code calls an action on (S3: a stored email)."""
         service = action.split(":", 1)[0]
         if service == "sqs":
             return self.queue_arn
         if service == "ssm":
             return f"arn:aws:ssm:{self.region}:{ACCOUNT}:parameter/{self.outputs['token_parameter_name'].lstrip('/')}"
         if service == "s3":
-            return f"arn:aws:s3:::{self.outputs['bucket_name']}/{self.outputs['s3_key_prefix']}{uuid.uuid4()}.json"
+            return self.object_arn(self.outputs["s3_key_prefix"])
         raise Failure(f"the rehearsal does not know which resource {action} acts on: add it to resource_of()")
+
+    def object_arn(self, prefix: str) -> str:
+        return f"arn:aws:s3:::{self.outputs['bucket_name']}/{prefix}{uuid.uuid4()}.json"
+
+    def call_of(self, component: str, action: str) -> tuple[str, dict[str, str]]:
+        """The ARN and condition keys of a call as the component makes it. The
+        claim check: the API writes staged emails; the worker writes stored
+        ones, reads and removes staged ones, and lists the bucket only as S3
+        does for a read of a staged email that is gone (its key as
+        s3:prefix)."""
+        bucket = self.outputs["bucket_name"]
+        staged_key = f"{self.outputs['s3_staging_prefix']}{uuid.uuid4()}.json"
+        if action == "s3:ListBucket":
+            return f"arn:aws:s3:::{bucket}", {"s3:prefix": staged_key}
+        if action in ("s3:GetObject", "s3:DeleteObject") or (action == "s3:PutObject" and component.endswith("api")):
+            return f"arn:aws:s3:::{bucket}/{staged_key}", {}
+        return self.resource_of(action), {}
 
     def check_iam(self) -> None:
         all_actions = set().union(*(c.actions for c in self.manifest.components.values()))
+        bucket = f"arn:aws:s3:::{self.outputs['bucket_name']}"
+        key_prefix, staging = self.outputs["s3_key_prefix"], self.outputs["s3_staging_prefix"]
         for component in self.components():
             docs = self.role_documents(self.roles[component])
             spec = self.manifest.components[component]
-            needed = {a: self.resource_of(a) for a in spec.actions}
+            needed = {a: self.call_of(component, a) for a in spec.actions}
             if component == "lambda-worker":
-                needed.update({a: self.queue_arn for a in ESM_ACTIONS})
-            for action, resource in sorted(needed.items()):
-                d = iam_policy.evaluate(docs, action, resource)
+                needed.update({a: (self.queue_arn, {}) for a in ESM_ACTIONS})
+            for action, (resource, context) in sorted(needed.items()):
+                d = iam_policy.evaluate(docs, action, resource, context)
                 self.check(d.allowed, f"{component}: {self.roles[component]} may not {action} on {resource} "
-                                      f"({d.reason}), which the code calls")
+                                      f"{context or ''}({d.reason}), which the code calls")
             for action in sorted(all_actions - set(needed)):
-                resource = self.resource_of(action)
-                d = iam_policy.evaluate(docs, action, resource)
+                resource, context = self.call_of(component, action)
+                d = iam_policy.evaluate(docs, action, resource, context)
                 self.check(not d.allowed, f"{component}: {self.roles[component]} may {action} on {resource} "
                                           f"({d.reason}), which only another component calls")
-            if "s3:PutObject" in spec.actions:
-                outside = f"arn:aws:s3:::{self.outputs['bucket_name']}/elsewhere/{uuid.uuid4()}.json"
-                d = iam_policy.evaluate(docs, "s3:PutObject", outside)
-                self.check(not d.allowed, f"{component}: may write {outside}, outside its key prefix")
+            # Nothing beyond the prefixes each component works in.
+            refused = [("s3:PutObject", self.object_arn("elsewhere/"), {})]
+            if component.endswith("api"):
+                refused += [("s3:PutObject", self.object_arn(key_prefix), {})]
+            else:
+                refused += [("s3:PutObject", self.object_arn(staging), {}),
+                            ("s3:GetObject", self.object_arn(key_prefix), {}),
+                            ("s3:DeleteObject", self.object_arn(key_prefix), {}),
+                            ("s3:ListBucket", bucket, {"s3:prefix": key_prefix}),
+                            ("s3:ListBucket", bucket, {})]
+            for action, resource, context in refused:
+                d = iam_policy.evaluate(docs, action, resource, context)
+                self.check(not d.allowed, f"{component}: may {action} on {resource} {context or ''}({d.reason}), "
+                                          "outside the prefixes it works in")
             self.say(f"   {component}: {self.roles[component].rsplit('/', 1)[-1]} allows exactly the calls "
-                     f"of the manifest ({', '.join(sorted(needed))})")
+                     f"of the manifest ({', '.join(sorted(needed))}), S3 only below "
+                     f"{staging if component.endswith('api') else f'{key_prefix} (writes) and {staging}'}")
 
     def github_roles(self) -> dict[str, str]:
         """GitHub role -> the one OIDC subject it must trust (from production.tfvars.json)."""
@@ -1082,6 +1266,7 @@ class Rehearsal:
         docs: dict[str, list[dict[str, Any]]] = {}
         seen: dict[str, set[str]] = {}
         denied: set[str] = set()
+        missing: dict[str, list[bool]] = {}
         for entry, call in self.requests():
             actor = actor_of.get(call.key)
             if actor in (None, "rehearsal") or call.action in iam_policy.FREE:
@@ -1091,10 +1276,18 @@ class Rehearsal:
                 self.check(actor in ("terraform", "plan", "deploy", "system_test") and
                            not self.tfvars.get("github_repository"), f"{actor}: made {call} but has no role")
                 continue
-            seen.setdefault(actor, set()).add(call.action)
             if role not in docs:
                 docs[role] = self.role_documents(role)
             d = iam_policy.evaluate(docs[role], call.action, call.resource, call.context)
+            if call.answers_missing_key:
+                # Not a call: whether S3 answers a read of a missing key 404 or 403.
+                missing.setdefault(actor, []).append(d.allowed)
+                if actor in NOT_FOUND_MATTERS:
+                    self.check(d.allowed, f"{actor} ({role.rsplit('/', 1)[-1]}) read {call.context['s3:prefix']}, "
+                                          f"which was not there: S3 would answer 403, not the 404 the code takes "
+                                          f"as 'removed after storing', since {call} is not allowed: {d.reason}")
+                continue
+            seen.setdefault(actor, set()).add(call.action)
             if not self.check(d.allowed, f"{actor} ({role.rsplit('/', 1)[-1]}) called {call}: {d.reason}"):
                 denied.add(actor)
         for actor, component in components.items():
@@ -1106,6 +1299,12 @@ class Rehearsal:
             if actor in seen and actor not in denied:
                 self.say(f"   {actor}: {len(seen[actor])} distinct actions, each allowed to its role: "
                          f"{', '.join(sorted(seen[actor]))}")
+        for actor, answers in sorted(missing.items()):
+            found = sum(answers)
+            self.say(f"   {actor}: {len(answers)} read(s) of a missing key, which S3 answers 404 to its role "
+                     f"{found} time(s) and 403 {len(answers) - found} time(s)"
+                     + (" (the code relies on the 404)" if actor in NOT_FOUND_MATTERS else
+                        " (it treats both as 'not there yet')"))
 
     # --- 7. destroy ------------------------------------------------------------------
 

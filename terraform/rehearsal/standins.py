@@ -12,7 +12,8 @@ Terraform created (read back through the AWS APIs):
 - LoadBalancer: the ALB. Its port-80 listener's default action forwards to a
   target group; an `ip` target group's targets are the API task's port (ECS
   registers the task's address in AWS), a `lambda` one's target is the API
-  function, invoked with the ALB's event format.
+  function, invoked with the ALB's event format, with a request body of at
+  most 1 MB (AWS's limit for a Lambda target; a larger one gets 502 here).
 - EventSourceMapping: Lambda's SQS poller for the worker function: receives
   up to BatchSize messages, invokes the function with an SQS event, and
   deletes the records it did not report in batchItemFailures (with
@@ -168,6 +169,10 @@ class _RuntimeHandler(Quiet):
 
 TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml")
 
+# The largest request body an ALB passes to a Lambda target ("1 MB", the
+# Elastic Load Balancing guide; read as 10^6 bytes, the stricter reading).
+ALB_LAMBDA_BODY_LIMIT = 1_000_000
+
 
 def alb_event(target_group_arn: str, method: str, path: str, headers: dict[str, str], body: bytes,
               client: str, port: int) -> dict[str, Any]:
@@ -256,6 +261,8 @@ def forward_to_lambda(runtime: LambdaRuntime, target_group_arn: str, listener_po
                       ) -> Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]:
     """A `lambda` target: the request as an ALB event, the function's answer as the response."""
     def forward(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if len(body) > ALB_LAMBDA_BODY_LIMIT:
+            return 502, {"content-type": "text/plain"}, b"502 Bad Gateway (request body over 1 MB for a Lambda target)"
         outcome = runtime.invoke(alb_event(target_group_arn, method, path, headers, body, "127.0.0.1",
                                            listener_port))
         if not outcome.ok:

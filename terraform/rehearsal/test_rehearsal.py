@@ -84,6 +84,17 @@ class EvaluateTest(unittest.TestCase):
             iam_policy.evaluate([doc({"Effect": "Allow", "Action": "a:b", "Resource": "*",
                                       "Condition": {"ForAnyValue:StringEquals": {"k": "v"}}})], "a:b", "*", {"k": "v"})
 
+    def test_list_bucket_limited_to_a_prefix(self) -> None:
+        """The worker's listing grant: the bucket, only with s3:prefix below the staging prefix."""
+        d = doc({"Sid": "FindStagedEmails", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b",
+                 "Condition": {"StringLike": {"s3:prefix": ["staging/*"]}}})
+        allowed = iam_policy.evaluate([d], "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "staging/x.json"})
+        self.assertEqual((allowed.allowed, allowed.reason), (True, "allowed by FindStagedEmails"))
+        for context in ({"s3:prefix": "emails/x.json"}, {"s3:prefix": ""}, {"s3:prefix": "Staging/x.json"}, {}):
+            self.assertFalse(iam_policy.evaluate([d], "s3:ListBucket", "arn:aws:s3:::b", context).allowed, context)
+        self.assertFalse(iam_policy.evaluate([d], "s3:ListBucket", "arn:aws:s3:::other",
+                                             {"s3:prefix": "staging/x.json"}).allowed)
+
     def test_resource_policies_consider_only_principal_star(self) -> None:
         d = doc({"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "*", "Resource": "*"},
                 {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sqs:*", "Resource": QUEUE,
@@ -131,6 +142,9 @@ class CallsTest(unittest.TestCase):
                          "s3:DeleteBucketPolicy")
         listing = self.call(entry("s3", method="GET", path="/b", query="list-type=2&prefix=emails%2F"))
         self.assertEqual((listing.action, listing.resource), ("s3:ListBucket", "arn:aws:s3:::b"))
+        self.assertEqual(listing.context, {"s3:prefix": "emails/"}, "a listing is judged by its prefix")
+        self.assertEqual(self.call(entry("s3", method="GET", path="/b", query="list-type=2")).context, {},
+                         "a listing without a prefix has no s3:prefix")
         self.assertTrue(self.call(entry("s3", method="GET", path="/b", query="unheard-of=")).action
                         .startswith("s3:?"), "an unknown S3 call is not guessed")
 
@@ -150,6 +164,23 @@ class CallsTest(unittest.TestCase):
         self.assertEqual([c.action for c in calls], ["ecs:RegisterTaskDefinition", "iam:PassRole", "iam:PassRole"])
         self.assertEqual({c.resource for c in calls[1:]}, {"arn:aws:iam::1:role/t", "arn:aws:iam::1:role/e"})
         self.assertEqual(calls[1].context, {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
+
+
+    def test_a_read_of_a_missing_key_is_judged_by_list_bucket(self) -> None:
+        """S3 answers 404 to a read of a missing key only if the caller may list
+        the bucket with that key as s3:prefix; 403 otherwise."""
+        def calls(method: str, status: int) -> list[iam_policy.Call]:
+            e = entry("s3", method=method, path="/b/staging/0190-x.json") | {"status": status}
+            return [c for _, c in iam_policy.calls_from_log([json.dumps(e)], ACCOUNT)]
+
+        for method in ("GET", "HEAD"):
+            got = calls(method, 404)
+            self.assertEqual([c.action for c in got], ["s3:GetObject", "s3:ListBucket"])
+            self.assertEqual((got[1].resource, got[1].context),
+                             ("arn:aws:s3:::b", {"s3:prefix": "staging/0190-x.json"}))
+            self.assertTrue(got[1].answers_missing_key and not got[0].answers_missing_key)
+        self.assertEqual([c.action for c in calls("GET", 200)], ["s3:GetObject"])
+        self.assertEqual([c.action for c in calls("GET", 403)], ["s3:GetObject"])
 
 
 class StandinsTest(unittest.TestCase):
@@ -202,6 +233,17 @@ class StandinsTest(unittest.TestCase):
         status, headers, body = forward("GET", "/ready", {"host": "lb"}, b"")
         self.assertEqual((status, headers["x-path"], body), (201, "/ready", b"ok"))
         self.assertTrue(runtime.ready.is_set())
+
+    def test_load_balancer_passes_a_lambda_target_at_most_1_mb(self) -> None:
+        runtime = standins.LambdaRuntime("arn:aws:lambda:us-east-2:1:function:f", 5)
+        self.addCleanup(runtime.close)
+        forward = standins.forward_to_lambda(runtime, "arn:tg", 80)
+        status, _, _ = forward("POST", "/email", {"content-type": "application/json"},
+                               b"x" * (standins.ALB_LAMBDA_BODY_LIMIT + 1))
+        self.assertEqual(status, 502)
+        self.assertEqual(runtime.invocations, 0, "the function is not invoked")
+        self.assertLess(rehearse.LARGE_EMAIL_BYTES["lambda"] + 200, standins.ALB_LAMBDA_BODY_LIMIT,
+                        "the Lambda rehearsal's large email, envelope included, fits the front door")
 
     def test_event_source_mapping_deletes_only_what_did_not_fail(self) -> None:
         class FakeSqs:
@@ -262,6 +304,16 @@ class ReadersTest(unittest.TestCase):
         self.assertGreater(claims.visibility_timeout["lambda"], claims.visibility_timeout["fargate"])
         self.assertGreaterEqual(claims.max_receive_count, 1)
         self.assertEqual(claims.dlq_retention_seconds, 14 * 86400)
+        self.assertEqual(claims.max_message_size, 262144)
+
+    def test_large_email(self) -> None:
+        for size in (300 * 1024, rehearse.LARGE_EMAIL_BYTES["fargate"], rehearse.LARGE_EMAIL_BYTES["lambda"] + 1):
+            data = rehearse.large_email_data(size, "test")
+            self.assertEqual(len(data), size)
+            email = json.loads(data)
+            self.assertIn('\\"quoted\\" \\u00e9', data.decode(), "escapes that must come back as sent")
+            self.assertEqual(email["extra"], {"n": 1.5})
+            self.assertTrue({"email_subject", "email_sender", "email_timestream", "email_content"} <= set(email))
 
     def test_every_resource_type_has_a_kind(self) -> None:
         kinds = set(rehearse.KIND_OF.values())

@@ -15,6 +15,19 @@ with python-hcl2 and fails when:
   a role's policy uses Resource "*", or a role gets permissions in a way this
   script cannot inspect (managed policy attachments, inline JSON, ...);
 - the worker's s3:PutObject grant is not limited to its S3_KEY_PREFIX;
+- the claim check (emails too large for a queue message, staged in the
+  bucket below S3_STAGING_PREFIX) is not wired as the code needs it: the
+  API's s3:PutObject reaches beyond the staging prefix, or the API has no
+  S3_BUCKET_NAME to stage in; the worker lacks s3:GetObject / s3:DeleteObject
+  on the staging prefix (or has them anywhere else), or s3:ListBucket other
+  than on the bucket with a StringLike condition on s3:prefix below the
+  staging prefix; the containers and functions stage in different buckets or
+  under different prefixes (their S3_STAGING_PREFIX, or the binary's
+  default); the staging prefix overlaps S3_KEY_PREFIX; the bucket has no
+  enabled lifecycle rule expiring the staging prefix later than a pointer
+  message can live (the queue's retention plus the dead-letter queue's), or
+  a rule expiring current objects reaches stored emails; the queue and the
+  dead-letter queue do not set the same max_message_size;
 - a load balancer target group health-checks another path than the API's
   health_check_path, or the container/target port differs from default_port;
 - the dashboard or an alarm reads, in the binaries' metrics namespace, a
@@ -94,13 +107,15 @@ LAMBDA_RESERVED_ENV = {
 # no --manifest is given (scripts/manifest.sh merges what each binary prints).
 _API_ENV = {
     "required": ["SQS_QUEUE_URL", "TOKEN_PARAM_NAME"],
-    "optional": ["AWS_REGION", "HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "LOG_FORMAT", "MAX_CONCURRENT_REQUESTS",
-                 "METRICS_FORMAT", "METRICS_NAMESPACE", "PORT", "REQUEST_TIMEOUT", "RUST_LOG",
-                 "SQS_SEND_CONCURRENCY", "TOKEN_CACHE_TTL", "TOKEN_REFRESH_INTERVAL"],
+    "optional": ["AWS_REGION", "HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT",
+                 "MAX_CONCURRENT_REQUESTS", "MAX_EMAIL_BYTES", "METRICS_FORMAT", "METRICS_NAMESPACE", "PORT",
+                 "REQUEST_TIMEOUT", "RUST_LOG", "S3_BUCKET_NAME", "S3_STAGING_PREFIX", "SQS_SEND_CONCURRENCY",
+                 "TOKEN_CACHE_TTL", "TOKEN_REFRESH_INTERVAL"],
     "defaults": {"HEADER_TIMEOUT": "5", "KEEP_ALIVE_TIMEOUT": "75", "LOG_FORMAT": "json",
-                 "MAX_CONCURRENT_REQUESTS": "256", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
-                 "PORT": "8000", "REQUEST_TIMEOUT": "10", "SQS_SEND_CONCURRENCY": "4", "TOKEN_CACHE_TTL": "300",
-                 "TOKEN_REFRESH_INTERVAL": "1"},
+                 "MAX_BYTES_IN_FLIGHT": "67108864", "MAX_CONCURRENT_REQUESTS": "256", "MAX_EMAIL_BYTES": "5242880",
+                 "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket", "PORT": "8000",
+                 "REQUEST_TIMEOUT": "10", "S3_STAGING_PREFIX": "staging/", "SQS_SEND_CONCURRENCY": "4",
+                 "TOKEN_CACHE_TTL": "300", "TOKEN_REFRESH_INTERVAL": "1"},
 }
 REFERENCE_MANIFEST: dict[str, Any] = {
     "health_check_path": "/",
@@ -108,19 +123,21 @@ REFERENCE_MANIFEST: dict[str, Any] = {
     "components": {
         "api": {
             "env": _API_ENV,
-            "aws_actions": ["sqs:SendMessage", "ssm:GetParameter"],
+            "aws_actions": ["s3:PutObject", "sqs:GetQueueAttributes", "sqs:SendMessage", "ssm:GetParameter"],
             "aws_call_timeout_secs": 5,
         },
         "worker": {
             "env": {
                 "required": ["S3_BUCKET_NAME", "SQS_QUEUE_URL"],
-                "optional": ["AWS_REGION", "LOG_FORMAT", "METRICS_FORMAT", "METRICS_NAMESPACE", "POLL_INTERVAL",
-                             "RUST_LOG", "S3_KEY_PREFIX", "WORKER_CONCURRENCY"],
-                "defaults": {"LOG_FORMAT": "json", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
-                             "POLL_INTERVAL": "10", "S3_KEY_PREFIX": "emails/", "WORKER_CONCURRENCY": "4"},
+                "optional": ["AWS_REGION", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT", "METRICS_FORMAT", "METRICS_NAMESPACE",
+                             "POLL_INTERVAL", "RUST_LOG", "S3_KEY_PREFIX", "S3_STAGING_PREFIX", "WORKER_CONCURRENCY"],
+                "defaults": {"LOG_FORMAT": "json", "MAX_BYTES_IN_FLIGHT": "67108864", "METRICS_FORMAT": "emf",
+                             "METRICS_NAMESPACE": "Queue2Bucket", "POLL_INTERVAL": "10", "S3_KEY_PREFIX": "emails/",
+                             "S3_STAGING_PREFIX": "staging/", "WORKER_CONCURRENCY": "4"},
             },
-            "aws_actions": ["s3:PutObject", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+            "aws_actions": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
+                            "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                            "sqs:ReceiveMessage"],
             "aws_call_timeout_secs": 30,
         },
         "lambda-api": {
@@ -130,18 +147,19 @@ REFERENCE_MANIFEST: dict[str, Any] = {
                 "defaults": {k: v for k, v in _API_ENV["defaults"].items()
                              if k not in ("HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "PORT")},
             },
-            "aws_actions": ["sqs:SendMessage", "ssm:GetParameter"],
+            "aws_actions": ["s3:PutObject", "sqs:GetQueueAttributes", "sqs:SendMessage", "ssm:GetParameter"],
             "aws_call_timeout_secs": 5,
         },
         "lambda-worker": {
             "env": {
                 "required": ["S3_BUCKET_NAME"],
-                "optional": ["AWS_REGION", "LOG_FORMAT", "METRICS_FORMAT", "METRICS_NAMESPACE", "RUST_LOG",
-                             "S3_KEY_PREFIX"],
-                "defaults": {"LOG_FORMAT": "json", "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket",
-                             "S3_KEY_PREFIX": "emails/"},
+                "optional": ["AWS_REGION", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT", "METRICS_FORMAT", "METRICS_NAMESPACE",
+                             "RUST_LOG", "S3_KEY_PREFIX", "S3_STAGING_PREFIX"],
+                "defaults": {"LOG_FORMAT": "json", "MAX_BYTES_IN_FLIGHT": "67108864", "METRICS_FORMAT": "emf",
+                             "METRICS_NAMESPACE": "Queue2Bucket", "S3_KEY_PREFIX": "emails/",
+                             "S3_STAGING_PREFIX": "staging/"},
             },
-            "aws_actions": ["s3:PutObject"],
+            "aws_actions": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"],
             "aws_call_timeout_secs": 30,
         },
     },
@@ -151,8 +169,8 @@ REFERENCE_MANIFEST: dict[str, Any] = {
         "emitted": {
             "api": ["EmailsAccepted", "RejectedInvalid", "RejectedUnauthorized", "RejectedTimeout",
                     "RejectedTooLarge", "RejectedMediaType", "UnavailableQueue", "UnavailableTokenStore",
-                    "UnavailableOverloaded", "UnavailableDeadline", "SqsSendCalls", "SqsBatchSize", "ApiLatency",
-                    "TokenReads", "TokenReadFailures"],
+                    "UnavailableOverloaded", "UnavailableDeadline", "UnavailableBucket", "SqsSendCalls",
+                    "SqsBatchSize", "ApiLatency", "TokenReads", "TokenReadFailures"],
             "worker": ["MessagesReceived", "EmailsStored", "EmailsAlreadyStored", "StoreFailures",
                        "MessagesUnstorable", "MessagesHandedBack", "EndToEndLatency", "WorkerBatchTime"],
         },
@@ -657,6 +675,251 @@ def check_timeouts(cfg: Config, manifest: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# The claim check: staging prefix, its IAM scoping and its lifecycle rule
+# ---------------------------------------------------------------------------
+
+STAGING_ENV = "S3_STAGING_PREFIX"
+BUCKET_ENV = "S3_BUCKET_NAME"
+API_COMPONENTS = ("api", "lambda-api")
+WORKER_COMPONENTS = ("worker", "lambda-worker")
+QUEUES = ("main", "dlq")  # aws_sqs_queue names: the queue and its dead-letter queue
+BUCKET_REF = re.compile(r"^\$\{aws_s3_bucket\.(\w+)\.(?:bucket|id)\}$")
+INTERPOLATION = re.compile(r"\$\{((?:var|local)\.\w+)\}")
+
+
+def render(cfg: Config, value: Any) -> Any:
+    """A value with every ${var.X} and ${local.X} that resolves to a string or
+    number written out, so that a literal and a variable with that value
+    compare equal: "${aws_s3_bucket.emails.arn}/${var.p}*" becomes
+    "${aws_s3_bucket.emails.arn}/staging/*"."""
+    value = resolve(cfg, value)
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        got = resolve(cfg, "${" + m.group(1) + "}")
+        if isinstance(got, Unresolved) or isinstance(got, (bool, dict, list)) or got is None:
+            return m.group(0)
+        if isinstance(got, float) and got.is_integer():
+            got = int(got)
+        return str(got)
+
+    rendered = INTERPOLATION.sub(one, value)
+    return Unresolved(rendered) if isinstance(value, Unresolved) else rendered
+
+
+@dataclasses.dataclass
+class Grant:
+    """One Allow statement of a role: actions, rendered resources, conditions."""
+    where: str
+    actions: list[str]
+    resources: list[Any]
+    conditions: list[tuple[Any, Any, list[Any]]]  # (test, variable, values), rendered
+
+
+def allow_statements(cfg: Config, role: str) -> list[Grant]:
+    grants = []
+    for doc in role_policy_documents(cfg, role):
+        for i, st in enumerate(document_statements(cfg, doc)):
+            if (attr(st, "effect") or "Allow") != "Allow":
+                continue
+            where = f"data.aws_iam_policy_document.{doc} statement {attr(st, 'sid') or i}"
+            conditions = []
+            for cond in blocks(st, "condition"):
+                values = attr(cond, "values")
+                values = values if isinstance(values, list) else [values]
+                conditions.append((attr(cond, "test"), attr(cond, "variable"), [render(cfg, v) for v in values]))
+            grants.append(Grant(where, literal_list(st.get("actions"), f"{where} actions"),
+                                [render(cfg, r) for r in literal_list(st.get("resources"), f"{where} resources")],
+                                conditions))
+    return grants
+
+
+def effective_string(cfg: Config, component: str, env_name: str, manifest: dict) -> Any:
+    """A string setting as the component runs with it: its environment in the
+    infrastructure (rendered), else the binary's default (None if neither)."""
+    env = component_env(cfg, component)
+    if env_name in env:
+        return render(cfg, env[env_name])
+    return manifest["components"][component]["env"].get("defaults", {}).get(env_name)
+
+
+def lifecycle_rules(cfg: Config, bucket: str) -> list[dict]:
+    rules = []
+    for body in cfg.resources.get("aws_s3_bucket_lifecycle_configuration", {}).values():
+        ref = expr_of(attr(body, "bucket")) or ""
+        if re.fullmatch(r"aws_s3_bucket\." + re.escape(bucket) + r"\.(id|bucket)", ref):
+            rules.extend(blocks(body, "rule"))
+    return rules
+
+
+def rule_prefix(cfg: Config, rule: dict) -> Any:
+    """The key prefix an S3 lifecycle rule applies to ("" for the whole bucket)."""
+    filters = blocks(rule, "filter")
+    if not filters:
+        return render(cfg, attr(rule, "prefix", ""))
+    f = filters[0]
+    if "and" in f:
+        return render(cfg, attr(blocks(f, "and")[0], "prefix", ""))
+    if set(f) - {"prefix", "__start_line__", "__end_line__"}:
+        return Unresolved(f"filter {f}")  # tags or sizes: applies to part of the prefix at most
+    return render(cfg, attr(f, "prefix", ""))
+
+
+def check_claim_check(cfg: Config, manifest: dict) -> list[str]:
+    """Where the claim check stages emails, who may touch them there, and
+    what removes the ones left behind: with the variables' defaults, and
+    again with production's values."""
+    errors = claim_check_errors(cfg, manifest)
+    production = with_tfvars(cfg)
+    if production is not None:
+        errors += [f"{e} (with production.tfvars.json)" for e in claim_check_errors(production, manifest)
+                   if e not in errors]
+    return errors
+
+
+def claim_check_errors(cfg: Config, manifest: dict) -> list[str]:
+    errors: list[str] = []
+    components = [*API_COMPONENTS, *WORKER_COMPONENTS]
+
+    # One bucket and one staging prefix for every container and function: an
+    # API staging where the worker does not look loses the email.
+    staging = {c: effective_string(cfg, c, STAGING_ENV, manifest) for c in components}
+    buckets = {c: component_env(cfg, c).get(BUCKET_ENV) for c in components}
+    for c in API_COMPONENTS:
+        if buckets[c] is None:
+            errors.append(f"{c}: does not set {BUCKET_ENV}, so it has no bucket to stage emails too large for a "
+                          f"queue message in and answers them 413 (the claim check needs it)")
+    if len({v for v in staging.values()}) > 1:
+        errors.append(f"the containers and functions stage large emails under different prefixes ({STAGING_ENV}, "
+                      "or the binary's default where it is not set): "
+                      + ", ".join(f"{k} {v!r}" for k, v in sorted(staging.items())))
+    named = {c: b for c, b in buckets.items() if b is not None}
+    if len(set(named.values())) > 1:
+        errors.append(f"the containers and functions name different buckets ({BUCKET_ENV}): "
+                      + ", ".join(f"{k} {v!r}" for k, v in sorted(named.items())))
+    prefix = staging["worker"]
+    m = BUCKET_REF.match(str(buckets["worker"] or ""))
+    if not isinstance(prefix, str) or isinstance(prefix, Unresolved) or not m:
+        return errors + [f"the worker's staging prefix {prefix!r} or bucket {buckets['worker']!r} cannot be "
+                         "determined (expected a literal or a variable, and ${aws_s3_bucket.<name>.bucket})"]
+    bucket = m.group(1)
+    bucket_arn = f"${{aws_s3_bucket.{bucket}.arn}}"
+    staged = f"{bucket_arn}/{prefix}*"
+    key_prefix = effective_string(cfg, "worker", "S3_KEY_PREFIX", manifest)
+    if isinstance(key_prefix, str) and (prefix.startswith(key_prefix) or key_prefix.startswith(prefix)):
+        errors.append(f"the staging prefix {prefix!r} overlaps the key prefix {key_prefix!r}: the lifecycle rule "
+                      "expiring staged emails would delete stored ones, and the API could write where they live")
+
+    for component, role in ROLES.items():
+        try:
+            grants = allow_statements(cfg, role)
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
+        who = f"aws_iam_role.{role} ({component})"
+        if component in API_COMPONENTS:
+            # The API's only write: staging. Never where stored emails live.
+            for g in grants:
+                for res in (g.resources if "s3:PutObject" in g.actions else []):
+                    if res != staged:
+                        errors.append(f"{who}: {g.where} grants s3:PutObject on {res!r}, beyond the staging prefix "
+                                      f"(expected exactly {staged!r})")
+            continue
+        for action in ("s3:GetObject", "s3:DeleteObject"):
+            on = [res for g in grants if action in g.actions for res in g.resources]
+            if staged not in on:
+                errors.append(f"{who}: lacks {action} on the staging prefix {staged!r}, which the worker needs to "
+                              "take a staged email")
+            for res in on:
+                if res != staged:
+                    errors.append(f"{who}: {action} on {res!r}, beyond the staging prefix (expected exactly "
+                                  f"{staged!r}): the worker reads and removes only staged emails")
+        listing = [g for g in grants if "s3:ListBucket" in g.actions]
+        wanted = ("StringLike", "s3:prefix", [f"{prefix}*"])
+        ok = False
+        for g in listing:
+            if g.resources != [bucket_arn] or g.conditions != [wanted]:
+                errors.append(f"{who}: {g.where} grants s3:ListBucket on {g.resources} with conditions "
+                              f"{g.conditions}; expected only {bucket_arn!r} with StringLike s3:prefix "
+                              f"{wanted[2]} (a staged email that is gone must answer 404, and nothing else be listed)")
+            else:
+                ok = True
+        if not ok:
+            errors.append(f"{who}: lacks s3:ListBucket on {bucket_arn!r} with StringLike s3:prefix "
+                          f"['{prefix}*']: a staged email that is gone would answer 403, not 404, and a "
+                          "redelivered pointer would fail until the dead-letter queue instead of counting as stored")
+
+    errors += lifecycle_errors(cfg, bucket, prefix, key_prefix)
+    errors += queue_size_errors(cfg)
+    return errors
+
+
+def lifecycle_errors(cfg: Config, bucket: str, prefix: str, key_prefix: Any) -> list[str]:
+    """An enabled rule expires the staging prefix later than any pointer can
+    live, one aborts incomplete uploads there, and no rule expires stored
+    emails."""
+    errors = []
+    where = f"aws_s3_bucket_lifecycle_configuration of aws_s3_bucket.{bucket}"
+    dlq = as_int(resolve(cfg, "${local.dlq_retention_seconds}"))
+    retentions = variable_values(cfg, "message_retention_seconds")
+    if dlq is None or not retentions:
+        return ["the queue's or the dead-letter queue's retention cannot be determined "
+                "(var.message_retention_seconds, local.dlq_retention_seconds)"]
+    rules = [r for r in lifecycle_rules(cfg, bucket) if attr(r, "status") == "Enabled"]
+    staging_rules = []
+    for rule in rules:
+        name, rule_at = attr(rule, "id"), rule_prefix(cfg, rule)
+        expirations = [e for e in blocks(rule, "expiration") if "days" in e or "date" in e]
+        if not expirations:
+            continue
+        if isinstance(key_prefix, str) and isinstance(rule_at, str) and not isinstance(rule_at, Unresolved) and (
+                key_prefix.startswith(rule_at) or rule_at.startswith(key_prefix)):
+            errors.append(f"{where}: rule {name!r} expires current objects below {rule_at!r}, which reaches "
+                          f"stored emails (S3_KEY_PREFIX {key_prefix!r})")
+        if rule_at == prefix:
+            staging_rules.append(rule)
+        for expiration in expirations if rule_at == prefix else []:
+            raw = attr(expiration, "days")
+            m = re.fullmatch(r"var\.(\w+)", expr_of(raw) or "")
+            days = variable_values(cfg, m.group(1)) if m else [d for d in [as_int(resolve(cfg, raw))] if d]
+            if not days:
+                errors.append(f"{where}: rule {name!r} expires after {raw or attr(expiration, 'date')!r}, which "
+                              "cannot be checked (use days: a literal or a variable)")
+            for day in days:
+                for retention in retentions:
+                    if not day * 86400 > retention + dlq:
+                        errors.append(f"{where}: rule {name!r} expires staged emails after {day} days, not longer "
+                                      f"than a pointer message can live (message_retention_seconds {retention} + "
+                                      f"the dead-letter queue's {dlq} s = {(retention + dlq) / 86400:g} days): a "
+                                      "staged email whose pointer is still queued would be deleted, and the worker "
+                                      "would take it as stored")
+    if not staging_rules:
+        errors.append(f"{where}: no enabled rule expires objects below the staging prefix {prefix!r}: staged "
+                      "emails whose pointer never made it to the queue, or whose removal failed, would stay forever")
+    if not any(blocks(r, "abort_incomplete_multipart_upload") for r in rules if rule_prefix(cfg, r) in ("", prefix)):
+        errors.append(f"{where}: no enabled rule covering {prefix!r} aborts incomplete multipart uploads")
+    return errors
+
+
+def queue_size_errors(cfg: Config) -> list[str]:
+    """The queue and its dead-letter queue state their message size, the same
+    (what the queue holds must fit the DLQ; the API reads the queue's)."""
+    sizes = {}
+    for name in QUEUES:
+        raw = attr(cfg.resource("aws_sqs_queue", name), "max_message_size")
+        sizes[name] = (raw, as_int(resolve(cfg, raw)))
+    missing = [n for n, (raw, _) in sizes.items() if raw is None]
+    if missing:
+        return [f"aws_sqs_queue {missing}: max_message_size is not set, so it is the provider's default "
+                "rather than a stated size"]
+    if len({v for _, v in sizes.values()}) != 1 or None in {v for _, v in sizes.values()}:
+        return ["aws_sqs_queue: the queue and the dead-letter queue take different (or undeterminable) message "
+                "sizes: " + ", ".join(f"{n} {shown(raw, v)}" for n, (raw, v) in sizes.items())]
+    return []
+
+
+# ---------------------------------------------------------------------------
 # Metrics: the dashboard and the alarms against what the code emits
 # ---------------------------------------------------------------------------
 
@@ -904,7 +1167,8 @@ def run_checks(cfg: Config, manifest: dict) -> list[str]:
     errors = check_manifest_shape(manifest)
     if errors:
         return errors
-    for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_metrics, check_alarms):
+    for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_claim_check, check_metrics,
+                  check_alarms):
         try:
             errors += check(cfg, manifest)
         except ConfigError as exc:
@@ -946,6 +1210,22 @@ def _lambda_vars(cfg: Config, component: str) -> dict:
     if expr and expr.startswith("local."):
         return cfg.locals[expr[len("local."):]]
     return value
+
+
+def _lifecycle_rule(cfg: Config, rule_id: str) -> dict:
+    for rule in blocks(cfg.resource("aws_s3_bucket_lifecycle_configuration", "emails"), "rule"):
+        if attr(rule, "id") == rule_id:
+            return rule
+    raise AssertionError(f"self-test: no lifecycle rule {rule_id}")
+
+
+def _drop_lifecycle_rule(cfg: Config, rule_id: str) -> None:
+    body = cfg.resource("aws_s3_bucket_lifecycle_configuration", "emails")
+    body["rule"] = [r for r in blocks(body, "rule") if attr(r, "id") != rule_id]
+
+
+def _set_default(cfg: Config, variable: str, value: Any) -> None:
+    cfg.variables[variable]["default"] = [value]
 
 
 def _alarm(cfg: Config, name: str) -> dict:
@@ -997,8 +1277,8 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: _lambda_vars(c, "lambda-api").__setitem__("AWS_REGION", "${var.region}")),
         ("Lambda API function drops TOKEN_PARAM_NAME", "TOKEN_PARAM_NAME",
          lambda c, m: _lambda_vars(c, "lambda-api").pop("TOKEN_PARAM_NAME")),
-        ("binary starts calling s3:GetObject", "s3:GetObject",
-         lambda c, m: m["components"]["worker"]["aws_actions"].append("s3:GetObject")),
+        ("binary starts calling s3:GetObjectAttributes", "s3:GetObjectAttributes",
+         lambda c, m: m["components"]["worker"]["aws_actions"].append("s3:GetObjectAttributes")),
         ("api task role gets an action the binary never calls", "sqs:PurgeQueue",
          lambda c, m: _doc_of(c, ROLES["api"])["statement"].append(
              {"actions": [["sqs:PurgeQueue"]], "resources": [["${aws_sqs_queue.main.arn}"]]})),
@@ -1036,6 +1316,56 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: m["components"]["lambda-worker"].__setitem__("aws_call_timeout_secs", 120)),
         ("the API function's timeout shrinks to its SDK timeout", "lambda_api_timeout",
          lambda c, m: c.variables["lambda_api_timeout"].__setitem__("default", [5])),
+        # The claim check: staging prefix, IAM scoping, lifecycle rule, queue size.
+        ("the API task role may write anywhere in the bucket", "beyond the staging prefix",
+         lambda c, m: _statement_with(c, ROLES["api"], "s3:PutObject").__setitem__(
+             "resources", [["${aws_s3_bucket.emails.arn}/*"]])),
+        ("the API function role may write where stored emails live", "beyond the staging prefix",
+         lambda c, m: _statement_with(c, ROLES["lambda-api"], "s3:PutObject").__setitem__(
+             "resources", [["${local.email_objects_arn}"]])),
+        ("the worker task role reads and deletes stored emails instead of staged ones",
+         "lacks s3:GetObject on the staging prefix",
+         lambda c, m: _statement_with(c, ROLES["worker"], "s3:GetObject").__setitem__(
+             "resources", [["${local.email_objects_arn}"]])),
+        ("the worker function role may delete any object as well", "s3:DeleteObject on '${aws_s3_bucket.emails.arn}/*'",
+         lambda c, m: _statement_with(c, ROLES["lambda-worker"], "s3:DeleteObject").__setitem__(
+             "resources", [["${local.staged_objects_arn}", "${aws_s3_bucket.emails.arn}/*"]])),
+        ("the worker's s3:ListBucket loses its s3:prefix condition", "lacks s3:ListBucket",
+         lambda c, m: _statement_with(c, ROLES["worker"], "s3:ListBucket").pop("condition")),
+        ("the worker function's s3:ListBucket condition names the key prefix", "StringLike s3:prefix",
+         lambda c, m: _statement_with(c, ROLES["lambda-worker"], "s3:ListBucket")["condition"][0].__setitem__(
+             "values", [["${var.s3_key_prefix}*"]])),
+        ("the worker function stages under another prefix than the API", "under different prefixes",
+         lambda c, m: _lambda_vars(c, "lambda-worker").__setitem__("S3_STAGING_PREFIX", "claims/")),
+        ("the API container stops setting S3_STAGING_PREFIX while the variable moves off the binary's default",
+         "api 'staging/'",
+         lambda c, m: (_ecs_env_list(c, "api").__setitem__(
+             slice(None), [e for e in _ecs_env_list(c, "api") if e["name"] != "S3_STAGING_PREFIX"]),
+             _set_default(c, "s3_staging_prefix", "claims/"))),
+        ("the API function has no bucket to stage large emails in", "no bucket to stage",
+         lambda c, m: _lambda_vars(c, "lambda-api").pop("S3_BUCKET_NAME")),
+        ("the staging prefix lies inside the key prefix", "overlaps the key prefix",
+         lambda c, m: _set_default(c, "s3_staging_prefix", "emails/staging/")),
+        ("the lifecycle rule on the staging prefix is gone", "no enabled rule expires objects below the staging",
+         lambda c, m: _drop_lifecycle_rule(c, "expire-staged-emails")),
+        ("the lifecycle rule on the staging prefix is disabled", "no enabled rule expires objects below the staging",
+         lambda c, m: _lifecycle_rule(c, "expire-staged-emails").__setitem__("status", ["Disabled"])),
+        ("staged emails expire while their pointer may still be in the dead-letter queue",
+         "expires staged emails after 14 days",
+         lambda c, m: _set_default(c, "s3_staging_expiration_days", 14)),
+        ("the queue keeps messages 14 days and staged emails expire after 25", "= 28 days",
+         lambda c, m: (_set_default(c, "message_retention_seconds", 1209600),
+                       _set_default(c, "s3_staging_expiration_days", 25))),
+        ("the expiring rule points at the stored emails", "reaches stored emails",
+         lambda c, m: _lifecycle_rule(c, "expire-staged-emails")["filter"][0].__setitem__(
+             "prefix", ["${var.s3_key_prefix}"])),
+        ("no rule aborts incomplete uploads below the staging prefix", "aborts incomplete multipart uploads",
+         lambda c, m: [r.pop("abort_incomplete_multipart_upload", None)
+                       for r in blocks(c.resource("aws_s3_bucket_lifecycle_configuration", "emails"), "rule")]),
+        ("the dead-letter queue takes smaller messages than the queue", "take different",
+         lambda c, m: c.resource("aws_sqs_queue", "dlq").__setitem__("max_message_size", [1024])),
+        ("the queue leaves its message size to the provider's default", "max_message_size is not set",
+         lambda c, m: c.resource("aws_sqs_queue", "main").pop("max_message_size")),
         # Metrics: names, dimension and namespace against the manifest's "metrics".
         ("an alarm reads a misspelt metric", "'EmailsStoredd' with Service='worker' is not emitted",
          lambda c, m: _alarm(c, "store_failures").__setitem__("metric_name", ["EmailsStoredd"])),
@@ -1152,8 +1482,9 @@ def main(argv: list[str] | None = None) -> int:
         for err in errors:
             print(f"  - {err}")
         return 1
-    print("test_consistency: environment variables, IAM actions, health check path and port, timeouts, and the "
-          "metrics of the dashboard and alarms match the manifest; every alarm notifies alarm_actions")
+    print("test_consistency: environment variables, IAM actions, health check path and port, timeouts, the claim "
+          "check's staging prefix (IAM scoping, lifecycle rule, queue size), and the metrics of the dashboard and "
+          "alarms match the manifest; every alarm notifies alarm_actions")
     return 0
 
 
