@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of Queue2Bucket on this machine; run through scripts/bench.sh.
 
-Measures, in one run (BENCH_PARTS=stub,local,moto selects parts):
+Measures, in one run (BENCH_PARTS=stub,local,moto,metrics,large selects parts):
   stub   The API's own cost: the release binary against an instant-answer AWS
          stub on loopback, with wrk at 1, 10, 50 and 100 connections, next to
          a bare axum handler returning a constant JSON body; the worker
@@ -55,7 +55,14 @@ BODY = json.dumps({"data": json.loads(DATA), "token": TOKEN}, separators=(",", "
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
+local file = os.getenv("BENCH_BODY_FILE")
+if file then
+  local f = io.open(file, "rb")
+  wrk.body = f:read("*a")
+  f:close()
+else
+  wrk.body = os.getenv("BENCH_BODY")
+end
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -162,12 +169,15 @@ def children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
-def wrk(url, connections, script):
+def wrk(url, connections, script, body_file=None):
     client_before = children_cpu_s()
+    env = {**os.environ, "BENCH_BODY": BODY}
+    if body_file:
+        env["BENCH_BODY_FILE"] = str(body_file)
     out = subprocess.run(
         ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{DURATION}", "--timeout", "5s",
          "-s", script, url],
-        env={**os.environ, "BENCH_BODY": BODY}, capture_output=True, text=True, check=True,
+        env=env, capture_output=True, text=True, check=True,
     ).stdout
     line = [l for l in out.splitlines() if l.startswith("{")][-1]
     r = json.loads(line)
@@ -309,7 +319,8 @@ def bench_metrics(results, script):
     """What the metrics cost the API: two APIs on one instant-answer stub, one
     writing EMF (every 10 s, to /dev/null here) and one with
     METRICS_FORMAT=off (no recorder at all), interleaved at 50 connections,
-    medians of BENCH_REPEATS runs each."""
+    in alternating order, medians of BENCH_REPEATS (at least 6) runs each,
+    and the CPU time each spends per request."""
     stub_port = free_port()
     stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN], name="stub")
     stub_url = f"http://127.0.0.1:{stub_port}"
@@ -320,15 +331,102 @@ def bench_metrics(results, script):
     for url in (on_url, off_url):
         wrk(f"{url}/email", 10, script)
     samples = {"on": [], "off": []}
-    for _ in range(REPEATS):
-        for key, url in (("on", on_url), ("off", off_url)):
-            samples[key].append(wrk(f"{url}/email", 50, script))
+    cpu_us = {"on": [], "off": []}
+    apis = {"on": (on, on_url), "off": (off, off_url)}
+    # The order alternates: whichever runs first in a pair is measured on a
+    # machine in a different state (measured: two identical APIs differ by
+    # 10-25 % run to run when one always goes first).
+    for i in range(max(REPEATS, 6)):
+        for key in (("on", "off") if i % 2 == 0 else ("off", "on")):
+            process, url = apis[key]
+            before = cpu_s(process)
+            r = wrk(f"{url}/email", 50, script)
+            samples[key].append(r)
+            cpu_us[key].append((cpu_s(process) - before) / max(r["requests"], 1) * 1e6)
     stop(on)
     stop(off)
     stop(stub)
     on_r, off_r = median_of(samples["on"]), median_of(samples["off"])
+    cpu = {k: statistics.median(v) for k, v in cpu_us.items()}
     results["metrics_cost"] = {"on": on_r, "off": off_r, "ratio": on_r["rps"] / off_r["rps"],
+                               "cpu_us": cpu, "runs": len(samples["on"]),
                                "date": time.strftime("%Y-%m-%d")}
+
+
+LARGE = {"1 MB (inline)": 1_000_000, "5 MB (claim check)": 5_000_000}
+
+
+def large_body(path, size):
+    """A request body of `size` bytes carrying a valid email."""
+    data = json.loads(DATA)
+    envelope = len(json.dumps({"data": data, "token": TOKEN}, separators=(",", ":")))
+    data["email_content"] = "b" * (size - envelope + len(data["email_content"]))
+    text = json.dumps({"data": data, "token": TOKEN}, separators=(",", ":"))
+    assert len(text) == size
+    path.write_text(text)
+    return path
+
+
+def bench_large(results, script):
+    """Large emails: requests/s and MB/s for 1 MB emails (one queue message)
+    and 5 MB ones (the claim check) through the API on the stub and in the
+    local mode, and through the worker from a stub backlog of each; peak RSS
+    of the API under 64 concurrent 5 MB uploads, against the budget."""
+    out = results["large"] = {"api": {}, "worker": {}, "local": {}, "rss_mb": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="q2b-bench-large-"))
+    bodies = {name: large_body(tmp / f"body-{size}.json", size) for name, size in LARGE.items()}
+
+    stub_port = free_port()
+    stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN], name="stub")
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    wait_http(f"{stub_url}/stats")
+    api, api_url = start_api(stub_url, f"{stub_url}/123456789012/bench",
+                             extra={"S3_BUCKET_NAME": "bench"})
+    wrk(f"{api_url}/email", 1, script)
+    time.sleep(1)  # the queue's limit read in the background
+    for name, size in LARGE.items():
+        r = wrk(f"{api_url}/email", 10, script, bodies[name])
+        out["api"][name] = r | {"mb_per_s": r["rps"] * size / 1e6}
+    budget = 64 * 1024 * 1024
+    burst = wrk(f"{api_url}/email", 64, script, bodies["5 MB (claim check)"])
+    out["rss_mb"]["api, 64 concurrent 5 MB uploads"] = peak_rss_mb(api)
+    out["burst"] = {"rps": burst["rps"], "non2xx": burst["non2xx"], "requests": burst["requests"],
+                    "budget_mb": budget / 2**20}
+    stop(api)
+    stop(stub)
+
+    for name, size in LARGE.items():
+        claims = size > 1_000_000
+        args = [BENCH, "stub", "--port", stub_port, "--token", TOKEN, "--backlog", 500,
+                "--email-bytes", size] + (["--claims"] if claims else [])
+        stub = start(args, name="stub")
+        wait_http(f"{stub_url}/stats")
+        env = aws_env(stub_url) | {"SQS_QUEUE_URL": f"{stub_url}/123456789012/bench",
+                                   "S3_BUCKET_NAME": "bench"}
+        worker = start([Q2B, "worker"], env)
+        t0 = time.time()
+        while get_json(f"{stub_url}/stats")["deleted"] < 500:
+            if time.time() - t0 > 300:
+                raise SystemExit("the worker did not drain the large backlog in 5 minutes")
+            time.sleep(0.1)
+        stats = get_json(f"{stub_url}/stats")
+        seconds = stats["last_delete_s"] - stats["first_receive_s"]
+        out["worker"][name] = {"messages": 500, "per_second": 500 / seconds,
+                               "mb_per_s": stats["put_bytes"] / seconds / 1e6}
+        out["rss_mb"][f"worker, {name} backlog"] = peak_rss_mb(worker)
+        stop(worker)
+        stop(stub)
+
+    data = tmp / "local"
+    port = free_port()
+    dev = start([Q2B, "dev", "--port", port, "--data-dir", data, "--token", TOKEN], name="dev")
+    wait_http(f"http://127.0.0.1:{port}/")
+    for name, size in LARGE.items():
+        r = wrk(f"http://127.0.0.1:{port}/email", 10, script, bodies[name])
+        out["local"][name] = r | {"mb_per_s": r["rps"] * size / 1e6}
+    out["rss_mb"]["dev, large emails"] = peak_rss_mb(dev)
+    stop(dev)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def boto(endpoint):
@@ -659,11 +757,32 @@ def table(r):
         checks.append(("POST → object in S3, moto, idle worker, p50", "< 100 ms",
                        f'{p["p50_ms"]:.0f} ms (p90 {p["p90_ms"]:.0f}, max {p["max_ms"]:.0f})',
                        p["p50_ms"] < 100))
+    if "large" in r:
+        g = r["large"]
+        out += ["", "### Large emails", "",
+                "| path | email | emails/s | MB/s | p99 |", "|---|---|---|---|---|"]
+        for where, key in (("API, stub", "api"), ("API, local mode", "local")):
+            for name, x in g[key].items():
+                out.append(f'| {where} | {name} | {x["rps"]:,.0f} | {x["mb_per_s"]:,.0f} | '
+                           f'{x["p99_ms"]:.0f} ms |')
+        for name, x in g["worker"].items():
+            out.append(f'| worker, stub backlog | {name} | {x["per_second"]:,.0f} | '
+                       f'{x["mb_per_s"]:,.0f} | – |')
+        out += ["", "| process | peak RSS, MB |", "|---|---|"]
+        out += [f"| {k} | {v:.1f} |" for k, v in g["rss_mb"].items()]
+        b = g["burst"]
+        peak = g["rss_mb"]["api, 64 concurrent 5 MB uploads"]
+        checks.append(("API peak RSS, 64 concurrent 5 MB uploads (budget 64 MiB)", "< 160 MB",
+                       f'{peak:.0f} MB ({b["non2xx"]:,} of {b["requests"]:,} answered 503)',
+                       peak < 160))
     if "metrics_cost" in r:
         m = r["metrics_cost"]
+        cpu = m.get("cpu_us")
+        cpu_text = (f'; CPU per request {cpu["on"]:.1f} vs {cpu["off"]:.1f} µs' if cpu else "")
         checks.append(("metrics on vs off, API on the stub, 50 connections", "≥ 95 %",
                        f'{m["ratio"]:.0%} ({m["on"]["rps"]:,.0f} vs {m["off"]["rps"]:,.0f} req/s, '
-                       f'{m["date"]})', m["ratio"] >= 0.95))
+                       f'medians of {m.get("runs", REPEATS)} runs each{cpu_text}, {m["date"]})',
+                       m["ratio"] >= 0.95))
     out += ["", "### Targets", "", "| measurement | target | result | |", "|---|---|---|---|"]
     out += [f"| {a} | {t} | {v} | {check(ok)} |" for a, t, v, ok in checks]
     return "\n".join(out) + "\n"
@@ -746,19 +865,29 @@ def svg_chart(r):
     return "\n".join(parts) + "\n"
 
 
+ALL_PARTS = ("stub", "local", "moto", "metrics", "large")
+
+
 def update_readme(md, results):
-    """Puts the tables between the README's benchmark markers, so that the
-    published numbers are always those of the last full run."""
+    """Puts the tables between the README's benchmark markers once every part
+    has been measured (by one run, or by partial runs, each part's date
+    stated)."""
     readme = ROOT / "README.md"
     text = readme.read_text()
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
     if begin not in text or end not in text:
         return
-    if set(os.environ.get("BENCH_PARTS", "stub,local,moto").split(",")) != {"stub", "local", "moto"}:
-        print("README.md left as it is: only a full run updates it")
+    dates = results.get("dates", {})
+    missing = [p for p in ALL_PARTS if p not in dates]
+    if missing:
+        print(f"README.md left as it is: no results yet for {', '.join(missing)}")
         return
+    by_date = {}
+    for part in ALL_PARTS:
+        by_date.setdefault(dates[part], []).append(part)
+    when = "; ".join(f"{', '.join(ps)} on {d}" for d, ps in sorted(by_date.items()))
     m = results["machine"]
-    block = (f"{begin}\n_Measured {m['date']} on {m['cpus']} CPUs, {m['duration']} per wrk run "
+    block = (f"{begin}\n_Measured ({when}) on {m['cpus']} CPUs, {m['duration']} per wrk run "
              f"(on the stub: median of {m.get('repeats', 1)} runs, bare and API interleaved); "
              f"every process on the same machine._\n\n" + md.replace("### ", "#### ") + end)
     head, rest = text.split(begin, 1)
@@ -779,13 +908,14 @@ def main():
         f.write(WRK_SCRIPT)
         script = f.name
     try:
-        parts = os.environ.get("BENCH_PARTS", "stub,local,moto,metrics").split(",")
+        parts = os.environ.get("BENCH_PARTS", ",".join(ALL_PARTS)).split(",")
         # A partial run keeps the last results of the parts it skips.
         previous = ROOT / "bench" / "results.json"
         if os.environ.get("BENCH_PARTS") and previous.exists():
             kept = json.loads(previous.read_text(), object_hook=lambda d: {
                 int(k) if k.isdigit() else k: v for k, v in d.items()})
             kept["machine"] = results["machine"]
+            kept.setdefault("dates", {})
             results = kept
             for part in parts:
                 results["api"].pop(part, None)
@@ -797,6 +927,10 @@ def main():
             bench_moto(results)
         if "metrics" in parts:
             bench_metrics(results, script)
+        if "large" in parts:
+            bench_large(results, script)
+        # When each part was last measured, for the README's header.
+        results.setdefault("dates", {}).update({p: results["machine"]["date"] for p in parts})
     finally:
         for p in children:
             if p.poll() is None:

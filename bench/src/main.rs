@@ -47,6 +47,13 @@ enum Cmd {
         /// batches forever.
         #[arg(long)]
         backlog: Option<u64>,
+        /// Size of the emails the backlog holds (default: a small one).
+        #[arg(long)]
+        email_bytes: Option<usize>,
+        /// The backlog's messages are claim checks: pointers to staged
+        /// emails, which GETs of the staging prefix answer.
+        #[arg(long)]
+        claims: bool,
     },
     /// Bare axum handler: GET or POST anything → constant JSON.
     Bare {
@@ -129,7 +136,12 @@ async fn main() {
             port,
             token,
             backlog,
-        } => stub(port, token, backlog).await,
+            email_bytes,
+            claims,
+        } => {
+            let email = email_bytes.map_or_else(|| DATA.to_owned(), email_of);
+            stub(port, token, backlog, email, claims).await
+        }
         Cmd::Bare { port } => bare(port).await,
         Cmd::MotoSend {
             endpoint,
@@ -194,6 +206,12 @@ struct Stub {
     token: String,
     started: Instant,
     backlog: Option<u64>,
+    /// The email of every backlog message.
+    email: String,
+    /// Backlog messages are claim checks of `email`.
+    claims: bool,
+    /// Bytes received in PUTs.
+    put_bytes: AtomicU64,
     /// Object keys written, to tell objects from overwrites.
     keys: Mutex<HashSet<String>>,
     /// Microseconds since `started` of the first receive that handed out
@@ -202,12 +220,23 @@ struct Stub {
     last_delete_us: AtomicU64,
 }
 
-async fn stub(port: u16, token: String, backlog: Option<u64>) {
+/// A valid email of `size` bytes.
+fn email_of(size: usize) -> String {
+    DATA.replace(
+        "Hi Bob",
+        &"b".repeat(size.saturating_sub(DATA.len()) + "Hi Bob".len()),
+    )
+}
+
+async fn stub(port: u16, token: String, backlog: Option<u64>, email: String, claims: bool) {
     let state = Arc::new(Stub {
         counters: Counters::default(),
         token,
         started: Instant::now(),
         backlog,
+        email,
+        claims,
+        put_bytes: AtomicU64::new(0),
         keys: Mutex::default(),
         first_receive_us: AtomicU64::new(0),
         last_delete_us: AtomicU64::new(0),
@@ -226,6 +255,7 @@ async fn stub(port: u16, token: String, backlog: Option<u64>) {
                         "received": c.received.load(Ordering::Relaxed),
                         "deleted": c.deleted.load(Ordering::Relaxed),
                         "put": c.put.load(Ordering::Relaxed),
+                        "put_bytes": s.put_bytes.load(Ordering::Relaxed),
                         "parameters": c.parameters.load(Ordering::Relaxed),
                         "objects": s.keys.lock().unwrap_or_else(|e| e.into_inner()).len(),
                         "first_receive_s": s.first_receive_us.load(Ordering::Relaxed) as f64 / 1e6,
@@ -240,7 +270,9 @@ async fn stub(port: u16, token: String, backlog: Option<u64>) {
                 let s = state.clone();
                 async move { s.answer(&method, &uri, &headers, &body).await }
             },
-        );
+        )
+        // Staged emails are PUT whole; S3 takes 5 GB in one request.
+        .layer(axum::extract::DefaultBodyLimit::disable());
     serve(port, router).await;
 }
 
@@ -329,13 +361,20 @@ impl Stub {
                 let messages: Vec<Value> = (0..n)
                     .map(|_| {
                         let id = uuid::Uuid::now_v7().to_string();
+                        let mut attributes = json!({"q2b-id": {"DataType": "String", "StringValue": id}});
+                        let body = if self.claims {
+                            attributes["q2b-claim"] = json!({"DataType": "Number", "StringValue": self.email.len().to_string()});
+                            json!({"staged": format!("staging/{id}.json")}).to_string()
+                        } else {
+                            self.email.clone()
+                        };
                         json!({
                             "MessageId": uuid::Uuid::new_v4().to_string(),
                             "ReceiptHandle": format!("rh-{id}"),
                             "MD5OfBody": "00000000000000000000000000000000",
-                            "Body": DATA,
+                            "Body": body,
                             "Attributes": {"SentTimestamp": sent_at, "ApproximateReceiveCount": "1"},
-                            "MessageAttributes": {"q2b-id": {"DataType": "String", "StringValue": id}},
+                            "MessageAttributes": attributes,
                         })
                     })
                     .collect();
@@ -349,9 +388,9 @@ impl Stub {
                 let ok: Vec<Value> = entries.iter().map(|e| json!({ "Id": e["Id"] })).collect();
                 json_answer(json!({ "Successful": ok, "Failed": [] }))
             }
-            "AmazonSQS.GetQueueAttributes" => {
-                json_answer(json!({ "Attributes": { "VisibilityTimeout": "30" } }))
-            }
+            "AmazonSQS.GetQueueAttributes" => json_answer(json!({ "Attributes": {
+                    "VisibilityTimeout": "30", "MaximumMessageSize": "1048576",
+                } })),
             "AmazonSQS.ChangeMessageVisibility" => json_answer(json!({})),
             "AmazonSSM.GetParameter" => {
                 c.parameters.fetch_add(1, Ordering::Relaxed);
@@ -365,8 +404,14 @@ impl Stub {
                 )
                     .into_response()
             }
+            _ if method == Method::GET && uri.path().contains("/staging/") => {
+                (StatusCode::OK, self.email.clone()).into_response()
+            }
+            _ if method == Method::DELETE => StatusCode::NO_CONTENT.into_response(),
             _ if method == Method::PUT => {
                 c.put.fetch_add(1, Ordering::Relaxed);
+                self.put_bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
                 self.keys
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
