@@ -226,10 +226,16 @@ impl Moto {
 }
 
 /// AWS SDK settings pointing every service at `endpoint`, with test
-/// credentials and no instance-metadata probing.
+/// credentials and no instance-metadata probing. With `Q2B_ENDPOINT_HOST`
+/// set (say `localhost`), the endpoint names that host instead of
+/// 127.0.0.1, so that the binary under test resolves it itself.
 pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
+    let endpoint = match std::env::var("Q2B_ENDPOINT_HOST") {
+        Ok(host) => endpoint.replacen("127.0.0.1", &host, 1),
+        Err(_) => endpoint.to_owned(),
+    };
     [
-        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_REGION", REGION),
@@ -486,10 +492,15 @@ impl Stack {
 }
 
 /// The directory of the binaries under test, built once per test run so
-/// that tests never exercise stale ones.
+/// that tests never exercise stale ones; or `Q2B_BIN_DIR`, for testing
+/// binaries built otherwise (the static one of the container image:
+/// scripts/static-binary.sh).
 fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("Q2B_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
