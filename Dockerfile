@@ -57,16 +57,17 @@
 #
 # Base images are pinned by the digest of their multi-platform index, so both
 # platforms come from one reviewed reference. Where each digest was read:
-#   rust:1.95.0-slim-bookworm                  as before this change
+#   rust:1.95.0-slim-bookworm                  pinned earlier, unchanged here
 #   python:3.13-slim                           sha256:8fef26df…, the digest that
 #       HomericIntelligence/Scylla pull request #2094 (2026-08-19, "Refresh
 #       pinned base-image digests to current registry state") pins
 #   gcr.io/distroless/static-debian12:nonroot  sha256:afa5c872…, the index the
 #       tag resolved to on 2026-08-26 (MatrixMagician/VillaStraylight,
 #       docs/research/update-version-checks.md, a HEAD request to
-#       gcr.io/v2/distroless/static-debian12/manifests/nonroot) and on
-#       2026-09-13 (linux/amd64 manifest sha256:52dcfbab…, linux/arm64
-#       sha256:06c3c14b…)
+#       gcr.io/v2/distroless/static-debian12/manifests/nonroot); notes in
+#       other repositories record the same index on 2026-09-13 and 2026-09-24,
+#       with the linux/amd64 image sha256:52dcfbab… and linux/arm64
+#       sha256:06c3c14b…
 # To move to newer ones, read the index digest of the tag and replace it here:
 #   docker buildx imagetools inspect rust:1.95.0-slim-bookworm
 #   docker buildx imagetools inspect python:3.13-slim
