@@ -217,11 +217,11 @@ def aws_env(endpoint):
     }
 
 
-def start_api(endpoint, queue_url, param="/bench/token", extra=None):
+def start_api(endpoint, queue_url, param="/bench/token", extra=None, binary=None):
     port = free_port()
     env = aws_env(endpoint) | {"SQS_QUEUE_URL": queue_url, "TOKEN_PARAM_NAME": param,
                                "PORT": str(port)} | (extra or {})
-    p = start([Q2B, "api"], env)
+    p = start([binary or Q2B, "api"], env)
     wait_http(f"http://127.0.0.1:{port}/")
     return p, f"http://127.0.0.1:{port}"
 
@@ -313,6 +313,65 @@ def bench_stub(results, script):
     results["rss_mb"]["worker (stub)"] = peak_rss_mb(worker)
     stop(worker)
     stop(stub)
+
+
+STATIC = ROOT / "target" / "x86_64-unknown-linux-musl" / "release" / "queue2bucket"
+
+
+def bench_static(results, script):
+    """The container image's static musl binary (scripts/static-binary.sh)
+    against the glibc build: the API on the stub at 10 and 50 connections,
+    both running, measured in alternating order, medians of at least 6 runs;
+    CPU per request; then the worker draining the stub's backlog with each,
+    CPU per message."""
+    if not STATIC.exists():
+        raise SystemExit(f"{STATIC} is missing: run scripts/static-binary.sh --no-test first")
+    builds = {"glibc": Q2B, "musl (static)": STATIC}
+    out = results["static"] = {"api": {}, "worker": {}, "size_bytes": {
+        k: Path(v).stat().st_size for k, v in builds.items()}}
+    stub_port = free_port()
+    stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN], name="stub")
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    wait_http(f"{stub_url}/stats")
+    queue = f"{stub_url}/123456789012/bench"
+    apis = {k: start_api(stub_url, queue, binary=v) for k, v in builds.items()}
+    for _, url in apis.values():
+        wrk(f"{url}/email", 10, script)
+    names = list(builds)
+    for connections in (10, 50):
+        samples = {k: [] for k in names}
+        cpu_us = {k: [] for k in names}
+        for i in range(max(REPEATS, 6)):
+            for key in (names if i % 2 == 0 else names[::-1]):
+                process, url = apis[key]
+                before = cpu_s(process)
+                r = wrk(f"{url}/email", connections, script)
+                samples[key].append(r)
+                cpu_us[key].append((cpu_s(process) - before) / max(r["requests"], 1) * 1e6)
+        out["api"][connections] = {k: median_of(samples[k]) | {
+            "cpu_us": statistics.median(cpu_us[k])} for k in names}
+    for key in names:
+        out["rss_mb"] = out.get("rss_mb", {}) | {f"api, {key}": peak_rss_mb(apis[key][0])}
+        stop(apis[key][0])
+    stop(stub)
+    for key, binary in builds.items():
+        stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN,
+                      "--backlog", BACKLOG], name="stub")
+        wait_http(f"{stub_url}/stats")
+        env = aws_env(stub_url) | {"SQS_QUEUE_URL": queue, "S3_BUCKET_NAME": "bench"}
+        worker = start([binary, "worker"], env)
+        t0 = time.time()
+        while get_json(f"{stub_url}/stats")["deleted"] < BACKLOG:
+            if time.time() - t0 > 300:
+                raise SystemExit("the worker did not drain the stub's backlog in 5 minutes")
+            time.sleep(0.1)
+        stats = get_json(f"{stub_url}/stats")
+        seconds = stats["last_delete_s"] - stats["first_receive_s"]
+        out["worker"][key] = {"per_second": BACKLOG / seconds,
+                              "cpu_us": cpu_s(worker) / BACKLOG * 1e6}
+        out["rss_mb"][f"worker, {key}"] = peak_rss_mb(worker)
+        stop(worker)
+        stop(stub)
 
 
 def bench_metrics(results, script):
@@ -775,6 +834,28 @@ def table(r):
         checks.append(("API peak RSS, 64 concurrent 5 MB uploads (budget 64 MiB)", "< 160 MB",
                        f'{peak:.0f} MB ({b["non2xx"]:,} of {b["requests"]:,} answered 503)',
                        peak < 160))
+    if "static" in r:
+        st = r["static"]
+        out += ["", "### Static musl binary (the image's) vs glibc build", "",
+                "| measurement | glibc | musl (static) |", "|---|---|---|"]
+        for c, x in st["api"].items():
+            g, m = x["glibc"], x["musl (static)"]
+            out.append(f'| API on the stub, {c} connections | {g["rps"]:,.0f} req/s, '
+                       f'{g["cpu_us"]:.1f} µs CPU per request | {m["rps"]:,.0f} req/s, '
+                       f'{m["cpu_us"]:.1f} µs CPU per request |')
+        g, m = st["worker"]["glibc"], st["worker"]["musl (static)"]
+        out.append(f'| worker, stub backlog | {g["per_second"]:,.0f} msg/s, {g["cpu_us"]:.1f} µs '
+                   f'CPU per message | {m["per_second"]:,.0f} msg/s, {m["cpu_us"]:.1f} µs CPU '
+                   f'per message |')
+        rss = st["rss_mb"]
+        out.append(f'| peak RSS, API / worker | {rss["api, glibc"]:.1f} / {rss["worker, glibc"]:.1f}'
+                   f' MB | {rss["api, musl (static)"]:.1f} / {rss["worker, musl (static)"]:.1f} MB |')
+        sz = st["size_bytes"]
+        out.append(f'| binary size | {sz["glibc"] / 1e6:.1f} MB | {sz["musl (static)"] / 1e6:.1f} MB |')
+        ratio = st["api"][50]["glibc"]["cpu_us"] / st["api"][50]["musl (static)"]["cpu_us"]
+        checks.append(("static musl API vs glibc, CPU per request, 50 connections", "≥ 90 %",
+                       f'{ratio:.0%} ({st["api"][50]["musl (static)"]["cpu_us"]:.1f} vs '
+                       f'{st["api"][50]["glibc"]["cpu_us"]:.1f} µs)', ratio >= 0.9))
     if "metrics_cost" in r:
         m = r["metrics_cost"]
         cpu = m.get("cpu_us")
@@ -865,7 +946,7 @@ def svg_chart(r):
     return "\n".join(parts) + "\n"
 
 
-ALL_PARTS = ("stub", "local", "moto", "metrics", "large")
+ALL_PARTS = ("stub", "local", "moto", "metrics", "large", "static")
 
 
 def update_readme(md, results):
@@ -929,6 +1010,8 @@ def main():
             bench_metrics(results, script)
         if "large" in parts:
             bench_large(results, script)
+        if "static" in parts:
+            bench_static(results, script)
         # When each part was last measured, for the README's header.
         results.setdefault("dates", {}).update({p: results["machine"]["date"] for p in parts})
     finally:

@@ -6,6 +6,11 @@ use handlers::telemetry;
 use runtime_fargate::cli::{Cli, Command};
 use runtime_fargate::{health, manifest, redrive, shutdown, startup, status};
 
+// See runtime-fargate/Cargo.toml: the static build's allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
