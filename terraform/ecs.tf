@@ -82,6 +82,7 @@ locals {
       { name = "SQS_QUEUE_URL", value = aws_sqs_queue.main.url },
       { name = "S3_BUCKET_NAME", value = aws_s3_bucket.emails.bucket },
       { name = "S3_KEY_PREFIX", value = var.s3_key_prefix },
+      { name = "S3_KEY_LAYOUT", value = var.s3_key_layout },
       { name = "S3_STAGING_PREFIX", value = var.s3_staging_prefix },
       { name = "POLL_INTERVAL", value = tostring(var.worker_poll_interval) },
       { name = "METRICS_NAMESPACE", value = var.metrics_namespace },

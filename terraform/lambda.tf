@@ -40,6 +40,7 @@ locals {
   lambda_worker_environment = {
     S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
     S3_KEY_PREFIX     = var.s3_key_prefix
+    S3_KEY_LAYOUT     = var.s3_key_layout
     S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
   }
@@ -132,7 +133,7 @@ resource "aws_lambda_function" "worker" {
   # checkov:skip=CKV_AWS_115: No reserved concurrency: new accounts cannot reserve any; the event source mapping's maximum_concurrency bounds it instead.
   # checkov:skip=CKV_AWS_116: Invoked by an SQS event source mapping; failed messages go to the queue's own dead-letter queue.
   # checkov:skip=CKV_AWS_117: Not in a VPC by design: the function only calls public AWS APIs and needs no NAT or endpoints.
-  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key and staging prefixes) and use Lambda's default encryption.
+  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key prefix and layout, staging prefix) and use Lambda's default encryption.
   # checkov:skip=CKV_AWS_272: Code signing is not used; artifacts come from the repository's own CI.
   count = local.lambda ? 1 : 0
 

@@ -61,7 +61,11 @@ locals {
   lambda_api_arn     = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_api_name}"
   lambda_worker_arn  = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_worker_name}"
 
-  # Objects the worker may write: only below its key prefix.
+  # Objects the worker may write: only below its key prefix. This one scope
+  # covers both key layouts (var.s3_key_layout): time keys
+  # (<prefix><unix-seconds>-<id>.json) and hashed ones
+  # (<prefix><2 hex digits>/<unix-seconds>-<id>.json) both begin with the
+  # prefix, so switching the layout changes no permission.
   email_objects_arn = "${aws_s3_bucket.emails.arn}/${var.s3_key_prefix}*"
 
   # Staged emails (the claim check): the API may write them, the worker read

@@ -28,6 +28,11 @@ output "s3_key_prefix" {
   value       = var.s3_key_prefix
 }
 
+output "s3_key_layout" {
+  description = "Layout of the stored messages' keys below s3_key_prefix: time (<unix-seconds>-<id>.json) or hashed (<2 hex digits>/<unix-seconds>-<id>.json)."
+  value       = var.s3_key_layout
+}
+
 output "s3_staging_prefix" {
   description = "Key prefix where the API stages emails too large for a queue message (the claim check); the worker removes each once stored."
   value       = var.s3_staging_prefix

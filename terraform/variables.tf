@@ -394,6 +394,17 @@ variable "s3_key_prefix" {
   }
 }
 
+variable "s3_key_layout" {
+  description = "How the worker lays keys out below s3_key_prefix (S3_KEY_LAYOUT): \"time\" (the default, <prefix><unix-seconds>-<id>.json, one time order, the original's shape) or \"hashed\" (<prefix><2 hex digits>/<unix-seconds>-<id>.json, writes spread over 256 prefixes, for sustained rates from about 2,000 emails/s). Change it only with the workers stopped and no message in flight."
+  type        = string
+  default     = "time"
+
+  validation {
+    condition     = contains(["time", "hashed"], var.s3_key_layout)
+    error_message = "s3_key_layout must be \"time\" or \"hashed\"."
+  }
+}
+
 variable "s3_staging_prefix" {
   description = "Key prefix under which the API stages emails too large for a queue message (S3_STAGING_PREFIX, the claim check); the worker reads them there and removes each once it is stored. The API may write only below it, the worker read and delete only below it. Must not overlap s3_key_prefix."
   type        = string
