@@ -142,9 +142,12 @@ resource "aws_ecs_task_definition" "api" {
   task_role_arn            = aws_iam_role.api_task[0].arn
   container_definitions    = jsonencode([local.api_container])
 
+  # var.architecture: the image is one index for linux/arm64 and linux/amd64,
+  # so ECS pulls the image of the platform named here; a deploy copies it
+  # into every revision it registers.
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = local.ecs_cpu_architecture
   }
 
   depends_on = [aws_cloudwatch_log_group.api]
@@ -164,7 +167,7 @@ resource "aws_ecs_task_definition" "worker" {
 
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = local.ecs_cpu_architecture
   }
 
   depends_on = [aws_cloudwatch_log_group.worker]

@@ -8,6 +8,11 @@ output "hosting" {
   value       = var.hosting
 }
 
+output "architecture" {
+  description = "CPU architecture of the ECS tasks and the Lambda functions (arm64 or x86_64)."
+  value       = var.architecture
+}
+
 output "alb_dns_name" {
   description = "DNS name of the load balancer."
   value       = aws_lb.this.dns_name

@@ -35,6 +35,11 @@ with python-hcl2 and fails when:
   binary's default), for any value var.s3_key_layout accepts, or that
   variable accepts a layout the binaries do not (the worker's s3:PutObject on
   <bucket>/<S3_KEY_PREFIX>* covers both layouts, checked above);
+- the ECS task definitions (runtime_platform: LINUX, ARM64 or X86_64) and the
+  Lambda functions (architectures) do not all run on the architecture
+  var.architecture names, for each value it accepts, or Terraform would
+  change a function's architecture without its code (architectures missing
+  from the function's ignore_changes: the deploy sets it with the code);
 - a load balancer target group health-checks another path than the API's
   health_check_path, or the container/target port differs from default_port;
 - the dashboard or an alarm reads, in the binaries' metrics namespace, a
@@ -309,6 +314,10 @@ def resolve(cfg: Config, value: Any, depth: int = 0) -> Any:
         if m.group(1) not in cfg.locals:
             return Unresolved(value)
         return resolve(cfg, cfg.locals[m.group(1)], depth + 1)
+    m = re.fullmatch(r"upper\((.+)\)", expr)
+    if m:
+        inner = resolve(cfg, "${" + m.group(1) + "}", depth + 1)
+        return inner.upper() if isinstance(inner, str) and not isinstance(inner, Unresolved) else Unresolved(value)
     m = re.fullmatch(r"tostring\((.+)\)", expr)
     if m:
         inner = resolve(cfg, "${" + m.group(1) + "}", depth + 1)
@@ -933,11 +942,15 @@ def queue_size_errors(cfg: Config) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Settings with a fixed set of values; the key layout
+# Settings with a fixed set of values; the key layout; the architecture
 # ---------------------------------------------------------------------------
 
 KEY_LAYOUT_ENV = "S3_KEY_LAYOUT"
 KEY_LAYOUT_VARIABLE = "s3_key_layout"
+ARCHITECTURE_VARIABLE = "architecture"
+# runtime_platform's cpu_architecture -> the architecture, as Lambda (and the variable) spell it.
+ECS_ARCHITECTURES = {"ARM64": "arm64", "X86_64": "x86_64"}
+LAMBDA_ARCHITECTURES = {"arm64", "x86_64"}
 
 
 def validated_choices(cfg: Config, variable: str) -> list[str] | None:
@@ -1023,6 +1036,72 @@ def env_value_errors(cfg: Config, manifest: dict, readers: list[str]) -> list[st
         errors.append(f"the components that store emails lay their keys out differently ({KEY_LAYOUT_ENV}, or the "
                       "binary's default where it is not set): " + ", ".join(f"{k} {v!r}" for k, v in sorted(
                           layouts.items())) + ": a switch of hosting would change the layout of the stored emails")
+    return errors
+
+
+def lifecycle_ignored(body: dict) -> set[str]:
+    """The attributes a resource's lifecycle block ignores changes to."""
+    ignored: set[str] = set()
+    for lifecycle in blocks(body, "lifecycle"):
+        raw = attr(lifecycle, "ignore_changes") or []
+        for item in raw if isinstance(raw, list) else [raw]:
+            ignored.add(re.sub(r"^\$\{(.*)\}$", r"\1", str(item)))
+    return ignored
+
+
+def check_architecture(cfg: Config, manifest: dict) -> list[str]:
+    """Every task definition and function runs on the architecture the one
+    variable names, whichever it names."""
+    errors = []
+    if ARCHITECTURE_VARIABLE not in cfg.variables:
+        return [f"no var.{ARCHITECTURE_VARIABLE}: the task definitions and the functions must follow one variable"]
+    choices = validated_choices(cfg, ARCHITECTURE_VARIABLE)
+    if choices is None:
+        errors.append(f"var.{ARCHITECTURE_VARIABLE} is not validated to a list of architectures "
+                      f"(contains([...], var.{ARCHITECTURE_VARIABLE}))")
+    for name in LAMBDA_FUNCTIONS.values():
+        if "architectures" not in lifecycle_ignored(cfg.resource("aws_lambda_function", name)):
+            errors.append(f"aws_lambda_function.{name}: architectures is not in lifecycle.ignore_changes, so a change "
+                          "of the architecture would reach the function without its code (the provider sends the "
+                          "new architecture with the zip recorded at creation); the deploy sets it with the code")
+    return errors + for_each_choice(cfg, ARCHITECTURE_VARIABLE, architecture_errors)
+
+
+def architecture_errors(cfg: Config) -> list[str]:
+    errors = []
+    wanted = resolve(cfg, "${var." + ARCHITECTURE_VARIABLE + "}")
+    runs_on: dict[str, Any] = {}
+    for name in ECS_TASK_DEFINITIONS.values():
+        where = f"aws_ecs_task_definition.{name}"
+        platforms = blocks(cfg.resource("aws_ecs_task_definition", name), "runtime_platform")
+        if not platforms:
+            errors.append(f"{where}: no runtime_platform, so Fargate runs it on X86_64 whatever "
+                          f"var.{ARCHITECTURE_VARIABLE} says")
+            continue
+        family = resolve(cfg, attr(platforms[0], "operating_system_family"))
+        if family != "LINUX":
+            errors.append(f"{where}: operating_system_family is {family!r}; the image is for LINUX")
+        raw = attr(platforms[0], "cpu_architecture")
+        got = resolve(cfg, raw)
+        if got not in ECS_ARCHITECTURES:
+            errors.append(f"{where}: cpu_architecture is {shown(raw, got)}, not one of {sorted(ECS_ARCHITECTURES)}")
+            continue
+        runs_on[where] = ECS_ARCHITECTURES[got]
+    for name in LAMBDA_FUNCTIONS.values():
+        where = f"aws_lambda_function.{name}"
+        raw = attr(cfg.resource("aws_lambda_function", name), "architectures")
+        if raw is None:
+            errors.append(f"{where}: no architectures, so Lambda's default (x86_64) applies whatever "
+                          f"var.{ARCHITECTURE_VARIABLE} says")
+            continue
+        got = [resolve(cfg, v) for v in (raw if isinstance(raw, list) else [raw])]
+        if len(got) != 1 or got[0] not in LAMBDA_ARCHITECTURES:
+            errors.append(f"{where}: architectures is {shown(raw, got)}, not one of {sorted(LAMBDA_ARCHITECTURES)}")
+            continue
+        runs_on[where] = got[0]
+    for where, arch in sorted(runs_on.items()):
+        if arch != wanted:
+            errors.append(f"{where} runs on {arch}, but var.{ARCHITECTURE_VARIABLE} is {wanted!r}")
     return errors
 
 
@@ -1275,7 +1354,7 @@ def run_checks(cfg: Config, manifest: dict) -> list[str]:
     if errors:
         return errors
     for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_claim_check,
-                  check_env_values, check_metrics, check_alarms):
+                  check_env_values, check_architecture, check_metrics, check_alarms):
         try:
             errors += check(cfg, manifest)
         except ConfigError as exc:
@@ -1375,6 +1454,16 @@ def _allow_also(cfg: Config, variable: str, value: str) -> None:
     choices = validated_choices(cfg, variable) or []
     listed = ", ".join(f"'{v}'" for v in [*choices, value])
     validation["condition"] = [f"${{contains([{listed}],var.{variable})}}"]
+
+
+def _runtime_platform(cfg: Config, task_definition: str) -> dict:
+    return blocks(cfg.resource("aws_ecs_task_definition", task_definition), "runtime_platform")[0]
+
+
+def _stop_ignoring(cfg: Config, function: str, attribute: str) -> None:
+    for lifecycle in blocks(cfg.resource("aws_lambda_function", function), "lifecycle"):
+        ignored = attr(lifecycle, "ignore_changes")
+        lifecycle["ignore_changes"] = [[i for i in ignored if i != "${" + attribute + "}"]]
 
 
 Mutation = Callable[[Config, dict], None]
@@ -1505,6 +1594,23 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
                        _set_default(c, "s3_key_layout", "hashed"))),
         ("the manifest does not say which layouts the worker function takes", "does not say which values",
          lambda c, m: m["components"]["lambda-worker"]["env"]["values"].pop("S3_KEY_LAYOUT")),
+        # One architecture for the task definitions and the functions.
+        ("the worker task definition is pinned to X86_64", "aws_ecs_task_definition.worker runs on x86_64",
+         lambda c, m: _runtime_platform(c, "worker").__setitem__("cpu_architecture", ["X86_64"])),
+        ("the API function is pinned to arm64 (only x86_64 shows it)",
+         "aws_lambda_function.api runs on arm64, but var.architecture is 'x86_64'",
+         lambda c, m: c.resource("aws_lambda_function", "api").__setitem__("architectures", [["arm64"]])),
+        ("the API task definition loses its runtime_platform", "no runtime_platform",
+         lambda c, m: c.resource("aws_ecs_task_definition", "api").pop("runtime_platform")),
+        ("the worker function leaves its architecture to Lambda's default", "Lambda's default (x86_64)",
+         lambda c, m: c.resource("aws_lambda_function", "worker").pop("architectures")),
+        ("Terraform would change the worker function's architecture without its code", "ignore_changes",
+         lambda c, m: _stop_ignoring(c, "worker", "architectures")),
+        ("the architecture variable accepts a name neither ECS nor Lambda knows", "'AMD64'",
+         lambda c, m: _allow_also(c, "architecture", "amd64")),
+        ("a task definition asks for Windows", "operating_system_family is 'WINDOWS_SERVER_2022_CORE'",
+         lambda c, m: _runtime_platform(c, "api").__setitem__("operating_system_family",
+                                                              ["WINDOWS_SERVER_2022_CORE"])),
         # Metrics: names, dimension and namespace against the manifest's "metrics".
         ("an alarm reads a misspelt metric", "'EmailsStoredd' with Service='worker' is not emitted",
          lambda c, m: _alarm(c, "store_failures").__setitem__("metric_name", ["EmailsStoredd"])),
@@ -1623,7 +1729,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("test_consistency: environment variables (and the values the binaries accept), IAM actions, health "
           "check path and port, timeouts, the claim check's staging prefix (IAM scoping, lifecycle rule, queue "
-          "size), one key layout, and the metrics of the dashboard and alarms match the "
+          "size), one key layout, one architecture, and the metrics of the dashboard and alarms match the "
           "manifest; every alarm notifies alarm_actions")
     return 0
 
