@@ -1506,7 +1506,7 @@ def preflight(bin_dir: Path) -> Path | None:
     for binary in ("queue2bucket", "queue2bucket-api", "queue2bucket-worker"):
         if not os.access(bin_dir / binary, os.X_OK):
             problems.append(f"{bin_dir / binary} is missing (Q2B_BIN_DIR, or cargo build --workspace --bins)")
-    for tool in ("terraform", "aws", "jq", "curl", "openssl"):
+    for tool in ("terraform", "aws", "jq", "curl", "openssl", "unzip", "sha256sum"):
         if not shutil.which(tool):
             problems.append(f"{tool} is not on PATH")
     if not problems:
