@@ -4,6 +4,7 @@
 # as key=value lines for $GITHUB_OUTPUT:
 #
 #   hosting=fargate|lambda   name=<resource prefix>   region=<AWS region>
+#   architecture=arm64|x86_64   (the Lambda zips a deploy takes: target/lambda/<architecture>/)
 #   state_bucket=...  state_key=...   (the S3 backend; the bucket is in the same region)
 #
 #   scripts/deploy-settings.sh                      # checks and prints
@@ -41,6 +42,7 @@ value() { # key, default, pattern, what
 hosting=$(value hosting fargate '^(fargate|lambda)$' '"fargate" or "lambda"')
 name=$(value name queue2bucket '^[a-z][a-z0-9-]{1,18}[a-z0-9]$' 'a resource prefix (3-20 lower-case letters, digits, hyphens)')
 region=$(value region us-east-2 '^[a-z]{2}(-[a-z]+)+-[0-9]$' 'an AWS region such as us-east-2')
+architecture=$(value architecture arm64 '^(arm64|x86_64)$' '"arm64" or "x86_64"')
 repository=$(value github_repository '' '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$' 'the GitHub repository ("owner/name") whose workflows deploy')
 state_bucket=$(value terraform_state_bucket '' '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' 'the name of the S3 bucket holding the Terraform state')
 state_key=$(value terraform_state_key queue2bucket/terraform.tfstate '^[A-Za-z0-9!_.*()/-]+$' 'the key of the state object')
@@ -49,5 +51,5 @@ if [ -n "${GITHUB_REPOSITORY:-}" ] && [ "$repository" != "$GITHUB_REPOSITORY" ];
   fail "github_repository is '$repository' but this is $GITHUB_REPOSITORY: set it to $GITHUB_REPOSITORY (and apply) before the workflows can assume the roles"
 fi
 
-printf '%s\n' "hosting=$hosting" "name=$name" "region=$region" \
+printf '%s\n' "hosting=$hosting" "name=$name" "region=$region" "architecture=$architecture" \
   "state_bucket=$state_bucket" "state_key=$state_key"

@@ -9,7 +9,16 @@
 #                                         service that never ran a released image
 #                                         gets the newest one in ECR
 #   scripts/deploy.sh lambda <zip dir>    update both functions' code from
-#                                         <zip dir>/queue2bucket-{api,worker}/bootstrap.zip
+#                                         <zip dir>/queue2bucket-{api,worker}/bootstrap.zip,
+#                                         the zips of one architecture: target/lambda/<architecture>
+#
+# Lambda: a function's architecture goes with its code (UpdateFunctionCode
+# takes both; Terraform sets it only when it creates the function). Each
+# zip's architecture is read from its bootstrap's ELF header, both zips must
+# be of one architecture (ARCHITECTURE's, when it is set), and each function
+# gets its code with that architecture, so that a change of the architecture
+# variable reaches the functions with the next deploy, code and architecture
+# at once. Nothing is updated when a zip does not fit.
 #
 # ECS: Terraform owns the task definition templates, this script the running
 # image (terraform/ecs.tf). For each service it takes the newest revision of
@@ -22,6 +31,8 @@
 #
 # Environment:
 #   NAME                    resource name prefix (terraform variable `name`; default queue2bucket)
+#   ARCHITECTURE            Lambda: the architecture the zips must be of (arm64 or x86_64;
+#                           scripts/deploy-settings.sh prints it); unset: whichever they are
 #   AWS_REGION              region (the AWS CLI's usual settings and credentials apply)
 #   AWS_ENDPOINT_URL        only for emulators: passed to the AWS CLI as --endpoint-url
 #   DEPLOY_TIMEOUT_SECONDS  how long to follow a deployment (default 1200)
@@ -138,24 +149,54 @@ deploy_ecs() {
   done
 }
 
+# The architecture a zip's bootstrap is built for, from its ELF header (e_machine), into $zip_arch.
+zip_architecture() { # zip
+  local header
+  unzip -p "$1" bootstrap >"$tmp/bootstrap" 2>/dev/null || fail "$1 holds no bootstrap"
+  header=$(od -An -tx1 -N20 "$tmp/bootstrap" | tr -d ' \n')
+  [ "${header:0:8}" = 7f454c46 ] || fail "$1: bootstrap is not an ELF executable"
+  case ${header:36:4} in
+    b700) zip_arch=arm64 ;;  # EM_AARCH64
+    3e00) zip_arch=x86_64 ;; # EM_X86_64
+    *) fail "$1: bootstrap is built for ELF machine ${header:36:4}, neither arm64 nor x86_64" ;;
+  esac
+}
+
 deploy_lambda() {
-  local dir=$1 function zip want got
+  local dir=$1 function zip want answer got arch="" architecture
+  case ${ARCHITECTURE:-} in
+    "" | arm64 | x86_64) ;;
+    *) fail "ARCHITECTURE must be arm64 or x86_64, not '$ARCHITECTURE'" ;;
+  esac
+  # Every zip checked before any function changes.
   for function in api worker; do
     zip="$dir/queue2bucket-$function/bootstrap.zip"
-    [ -f "$zip" ] || fail "$zip does not exist (scripts/lambda-arm64.sh)"
+    [ -f "$zip" ] || fail "$zip does not exist (scripts/lambda-arm64.sh ${ARCHITECTURE:-<architecture>})"
+    zip_architecture "$zip"
+    if [ -n "${ARCHITECTURE:-}" ] && [ "$zip_arch" != "$ARCHITECTURE" ]; then
+      fail "$zip is built for $zip_arch, but the functions run on $ARCHITECTURE: deploy the zips of $ARCHITECTURE (target/lambda/$ARCHITECTURE)"
+    fi
+    [ -z "$arch" ] || [ "$arch" = "$zip_arch" ] || fail "the zips in $dir are built for $arch and $zip_arch"
+    arch=$zip_arch
+  done
+  for function in api worker; do
+    zip="$dir/queue2bucket-$function/bootstrap.zip"
     want=$(openssl dgst -sha256 -binary "$zip" | base64)
-    echo "deploy: updating $name-$function from $zip ($(stat -c %s "$zip") bytes)"
-    got=$(aws_ lambda update-function-code --function-name "$name-$function" --zip-file "fileb://$zip" \
-      --query CodeSha256 --output text)
+    echo "deploy: updating $name-$function from $zip ($(stat -c %s "$zip") bytes, $arch)"
+    answer=$(aws_ lambda update-function-code --function-name "$name-$function" --zip-file "fileb://$zip" \
+      --architectures "$arch" --query '[CodeSha256, Architectures[0]]' --output text)
+    read -r got architecture <<<"$answer"
     [ "$got" = "$want" ] || fail "$name-$function reports code $got, not the zip's $want"
+    [ "$architecture" = "$arch" ] || fail "$name-$function reports architecture $architecture, not the zip's $arch"
     aws_ lambda wait function-updated-v2 --function-name "$name-$function"
-    summary "$name-$function runs code $want"
+    summary "$name-$function runs code $want ($arch)"
   done
 }
 
 [ $# -eq 2 ] || fail "usage: $0 ecs <image tag>|running, or $0 lambda <zip dir>"
 command -v aws >/dev/null || fail "the AWS CLI is not installed"
 command -v jq >/dev/null || fail "jq is not installed"
+[ "$1" != lambda ] || command -v unzip >/dev/null || fail "unzip is not installed"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 case $1 in

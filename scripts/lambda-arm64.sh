@@ -6,10 +6,10 @@
 #   target/lambda/arm64/queue2bucket-{api,worker}/bootstrap.zip    (Graviton)
 #   target/lambda/x86_64/queue2bucket-{api,worker}/bootstrap.zip
 #
-# and copies the arm64 pair to target/lambda/queue2bucket-{api,worker}/
-# bootstrap.zip, the zips Terraform's lambda_api_zip and lambda_worker_zip
-# default to and `scripts/deploy.sh lambda <dir>` reads from <dir>, for as
-# long as those take the arm64 functions from there.
+# Terraform's `architecture` variable picks the pair: the functions are
+# created from target/lambda/<architecture>/ (lambda_api_zip and
+# lambda_worker_zip default to it), and the deploy updates them from it
+# (`scripts/deploy.sh lambda target/lambda/<architecture>`).
 #
 #   scripts/lambda-arm64.sh                 both architectures
 #   scripts/lambda-arm64.sh arm64           one of arm64, x86_64
@@ -86,11 +86,4 @@ for arch in "${archs[@]}"; do
   done
 done
 
-# The paths Terraform's default zip variables and scripts/deploy.sh read: the arm64 pair.
-if [[ " ${archs[*]} " == *" arm64 "* ]]; then
-  for name in queue2bucket-api queue2bucket-worker; do
-    mkdir -p "target/lambda/$name"
-    cp "target/lambda/arm64/$name/bootstrap.zip" "target/lambda/$name/bootstrap.zip"
-  done
-fi
 git rev-parse HEAD >target/lambda/commit

@@ -19,7 +19,7 @@
 #                  /opt/tf-plugins); without it terraform init downloads it
 #
 # Needs: ./.venv (scripts/setup.sh: moto, boto3), Terraform >= 1.11, the AWS
-# CLI, jq, curl and openssl.
+# CLI, jq, curl, openssl, unzip and sha256sum.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -11,7 +11,7 @@
 #   NAME                     resource name prefix (terraform variable `name`; default queue2bucket)
 #   API_URL                  the API's base URL (terraform output api_url); default: http:// and
 #                            the load balancer's DNS name (only right without a certificate)
-#   S3_BUCKET_NAME, TOKEN_PARAM_NAME, S3_KEY_PREFIX
+#   S3_BUCKET_NAME, TOKEN_PARAM_NAME, S3_KEY_PREFIX, S3_KEY_LAYOUT
 #                            optional; by default read from the deployed task definitions or functions
 #   HEALTH_TIMEOUT_SECONDS   how long the health check may take to pass (default 180)
 #   DELIVERY_TIMEOUT_SECONDS how long the email may take to reach the bucket (default 180)
@@ -44,7 +44,7 @@ curl_() {
   [ -z "${CURL_CONNECT_TO:-}" ] || args+=(--connect-to "$CURL_CONNECT_TO")
   curl "${args[@]}" "$@"
 }
-for tool in aws curl jq cmp; do
+for tool in aws curl jq cmp sha256sum; do
   command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
 case $hosting in fargate | lambda) ;; *) fail "HOSTING must be fargate or lambda, not '$hosting'" ;; esac
@@ -83,9 +83,13 @@ bucket=${S3_BUCKET_NAME:-$(setting worker S3_BUCKET_NAME)}
 token_param=${TOKEN_PARAM_NAME:-$(setting api TOKEN_PARAM_NAME)}
 key_prefix=${S3_KEY_PREFIX:-$(setting worker S3_KEY_PREFIX)}
 key_prefix=${key_prefix:-emails/}
+key_layout=${S3_KEY_LAYOUT:-$(setting worker S3_KEY_LAYOUT)}
+key_layout=${key_layout:-time}
 [ -n "$bucket" ] || fail "could not find the bucket name; set S3_BUCKET_NAME"
 [ -n "$token_param" ] || fail "could not find the token parameter; set TOKEN_PARAM_NAME"
-echo "system-test: API $api_url, bucket $bucket, key prefix $key_prefix, token parameter $token_param ($hosting)"
+case $key_layout in time | hashed) ;; *) fail "the worker's key layout is '$key_layout', neither time nor hashed" ;; esac
+echo "system-test: API $api_url, bucket $bucket, key prefix $key_prefix ($key_layout layout)," \
+  "token parameter $token_param ($hosting)"
 
 # --- Health check ---------------------------------------------------------------
 
@@ -134,10 +138,18 @@ echo "system-test: POST $api_url/email with a wrong token: 401 $(cat "$work/refu
 # --- The object in the bucket, byte for byte -------------------------------------
 
 # The key is <prefix><unix-seconds>-<id>.json, the seconds taken from the
-# UUIDv7 id (its first 48 bits are Unix milliseconds).
+# UUIDv7 id (its first 48 bits are Unix milliseconds); with the hashed
+# layout, <prefix><2 hex digits>/<unix-seconds>-<id>.json, the two digits the
+# first byte of the SHA-256 of the id as text.
 hex=${id//-/}
 millis=$((16#${hex:0:12}))
-key="${key_prefix}$((millis / 1000))-${id}.json"
+name="$((millis / 1000))-${id}.json"
+if [ "$key_layout" = hashed ]; then
+  spread=$(printf '%s' "$id" | sha256sum)
+  key="${key_prefix}${spread:0:2}/$name"
+else
+  key="${key_prefix}$name"
+fi
 started=$SECONDS
 deadline=$((SECONDS + delivery_timeout))
 until aws_ s3api get-object --bucket "$bucket" --key "$key" "$work/stored.json" >/dev/null 2>&1; do

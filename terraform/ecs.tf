@@ -82,6 +82,7 @@ locals {
       { name = "SQS_QUEUE_URL", value = aws_sqs_queue.main.url },
       { name = "S3_BUCKET_NAME", value = aws_s3_bucket.emails.bucket },
       { name = "S3_KEY_PREFIX", value = var.s3_key_prefix },
+      { name = "S3_KEY_LAYOUT", value = var.s3_key_layout },
       { name = "S3_STAGING_PREFIX", value = var.s3_staging_prefix },
       { name = "POLL_INTERVAL", value = tostring(var.worker_poll_interval) },
       { name = "METRICS_NAMESPACE", value = var.metrics_namespace },
@@ -141,9 +142,12 @@ resource "aws_ecs_task_definition" "api" {
   task_role_arn            = aws_iam_role.api_task[0].arn
   container_definitions    = jsonencode([local.api_container])
 
+  # var.architecture: the image is one index for linux/arm64 and linux/amd64,
+  # so ECS pulls the image of the platform named here; a deploy copies it
+  # into every revision it registers.
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = local.ecs_cpu_architecture
   }
 
   depends_on = [aws_cloudwatch_log_group.api]
@@ -163,7 +167,7 @@ resource "aws_ecs_task_definition" "worker" {
 
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = var.cpu_architecture
+    cpu_architecture        = local.ecs_cpu_architecture
   }
 
   depends_on = [aws_cloudwatch_log_group.worker]

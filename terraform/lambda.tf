@@ -2,11 +2,20 @@
 # target group) and the worker function fed by an SQS event source mapping.
 # Same queue, bucket, parameter and least-privilege rules as on Fargate.
 #
-# Artifacts come from `cargo lambda build --release --arm64 --output-format zip`
-# (target/lambda/<binary>/bootstrap.zip), either as local files or from S3.
-# Terraform uploads them when it creates the functions; afterwards the code is
-# updated by the deploy workflow (lambda:UpdateFunctionCode), so Terraform
-# ignores code changes and a plan never needs the zip files.
+# Artifacts come from scripts/lambda-arm64.sh, which builds both architectures
+# (target/lambda/<architecture>/<binary>/bootstrap.zip), either as local files
+# or from S3 (the same layout); var.architecture picks the pair. Terraform
+# uploads them when it creates the functions; afterwards the code is updated
+# by the deploy workflow (lambda:UpdateFunctionCode), so Terraform ignores
+# code changes and a plan never needs the zip files.
+#
+# The architecture goes with the code: Lambda changes a function's
+# architectures only in UpdateFunctionCode, together with new code. So
+# Terraform sets it when it creates a function and ignores it afterwards,
+# and the deploy (scripts/deploy.sh lambda target/lambda/<architecture>)
+# sets it from the zips it uploads. Were Terraform to change it, the
+# provider would send the new architecture with the zip recorded at
+# creation, code of the other architecture (or fail to find it).
 #
 # The API is reached through the ALB only. A public Function URL would need a
 # lambda:InvokeFunction grant restricted to function URL calls
@@ -40,6 +49,7 @@ locals {
   lambda_worker_environment = {
     S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
     S3_KEY_PREFIX     = var.s3_key_prefix
+    S3_KEY_LAYOUT     = var.s3_key_layout
     S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
   }
@@ -77,26 +87,27 @@ resource "aws_lambda_function" "api" {
   role          = aws_iam_role.lambda_api[0].arn
   runtime       = "provided.al2023"
   handler       = "bootstrap"
-  architectures = ["arm64"]
+  architectures = [var.architecture]
   memory_size   = var.lambda_api_memory
   timeout       = var.lambda_api_timeout
 
-  filename         = local.lambda_use_s3 ? null : var.lambda_api_zip
-  source_code_hash = local.lambda_use_s3 ? null : (fileexists(var.lambda_api_zip) ? filebase64sha256(var.lambda_api_zip) : null)
+  filename         = local.lambda_use_s3 ? null : local.lambda_api_zip
+  source_code_hash = local.lambda_use_s3 ? null : (fileexists(local.lambda_api_zip) ? filebase64sha256(local.lambda_api_zip) : null)
   s3_bucket        = local.lambda_use_s3 ? var.lambda_s3_bucket : null
-  s3_key           = local.lambda_use_s3 ? var.lambda_api_s3_key : null
+  s3_key           = local.lambda_use_s3 ? local.lambda_api_s3_key : null
 
   environment {
     variables = local.lambda_api_environment
   }
 
   lifecycle {
-    # Code is deployed by the workflow after creation.
-    ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version]
+    # Code, and the architecture that goes with it, are deployed by the
+    # workflow after creation (see the top of this file).
+    ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version, architectures]
 
     precondition {
-      condition     = local.lambda_use_s3 || fileexists(var.lambda_api_zip) || contains(local.lambda_existing_functions, local.lambda_api_name)
-      error_message = "Creating the function ${local.lambda_api_name} needs its zip ${var.lambda_api_zip}, which does not exist: build it first (scripts/lambda-arm64.sh, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+      condition     = local.lambda_use_s3 || fileexists(local.lambda_api_zip) || contains(local.lambda_existing_functions, local.lambda_api_name)
+      error_message = "Creating the function ${local.lambda_api_name} (${var.architecture}) needs its zip ${local.lambda_api_zip}, which does not exist: build it first (scripts/lambda-arm64.sh ${var.architecture}, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
     }
 
     precondition {
@@ -132,7 +143,7 @@ resource "aws_lambda_function" "worker" {
   # checkov:skip=CKV_AWS_115: No reserved concurrency: new accounts cannot reserve any; the event source mapping's maximum_concurrency bounds it instead.
   # checkov:skip=CKV_AWS_116: Invoked by an SQS event source mapping; failed messages go to the queue's own dead-letter queue.
   # checkov:skip=CKV_AWS_117: Not in a VPC by design: the function only calls public AWS APIs and needs no NAT or endpoints.
-  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key and staging prefixes) and use Lambda's default encryption.
+  # checkov:skip=CKV_AWS_173: Environment variables hold no secrets (bucket name, key prefix and layout, staging prefix) and use Lambda's default encryption.
   # checkov:skip=CKV_AWS_272: Code signing is not used; artifacts come from the repository's own CI.
   count = local.lambda ? 1 : 0
 
@@ -141,25 +152,25 @@ resource "aws_lambda_function" "worker" {
   role          = aws_iam_role.lambda_worker[0].arn
   runtime       = "provided.al2023"
   handler       = "bootstrap"
-  architectures = ["arm64"]
+  architectures = [var.architecture]
   memory_size   = var.lambda_worker_memory
   timeout       = var.lambda_worker_timeout
 
-  filename         = local.lambda_use_s3 ? null : var.lambda_worker_zip
-  source_code_hash = local.lambda_use_s3 ? null : (fileexists(var.lambda_worker_zip) ? filebase64sha256(var.lambda_worker_zip) : null)
+  filename         = local.lambda_use_s3 ? null : local.lambda_worker_zip
+  source_code_hash = local.lambda_use_s3 ? null : (fileexists(local.lambda_worker_zip) ? filebase64sha256(local.lambda_worker_zip) : null)
   s3_bucket        = local.lambda_use_s3 ? var.lambda_s3_bucket : null
-  s3_key           = local.lambda_use_s3 ? var.lambda_worker_s3_key : null
+  s3_key           = local.lambda_use_s3 ? local.lambda_worker_s3_key : null
 
   environment {
     variables = local.lambda_worker_environment
   }
 
   lifecycle {
-    ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version]
+    ignore_changes = [filename, source_code_hash, s3_bucket, s3_key, s3_object_version, architectures]
 
     precondition {
-      condition     = local.lambda_use_s3 || fileexists(var.lambda_worker_zip) || contains(local.lambda_existing_functions, local.lambda_worker_name)
-      error_message = "Creating the function ${local.lambda_worker_name} needs its zip ${var.lambda_worker_zip}, which does not exist: build it first (scripts/lambda-arm64.sh, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
+      condition     = local.lambda_use_s3 || fileexists(local.lambda_worker_zip) || contains(local.lambda_existing_functions, local.lambda_worker_name)
+      error_message = "Creating the function ${local.lambda_worker_name} (${var.architecture}) needs its zip ${local.lambda_worker_zip}, which does not exist: build it first (scripts/lambda-arm64.sh ${var.architecture}, in the repository root; the Terraform workflow does this when hosting is lambda) or set lambda_s3_bucket."
     }
 
     precondition {

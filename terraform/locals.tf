@@ -56,12 +56,28 @@ locals {
   lambda_worker_name  = "${var.name}-worker"
   lambda_use_s3       = var.lambda_s3_bucket != null
 
+  # The one architecture variable, as ECS spells it (runtime_platform's
+  # cpu_architecture: ARM64 or X86_64); Lambda takes var.architecture as is.
+  ecs_cpu_architecture = upper(var.architecture)
+
+  # The zips a function is created from: those of its architecture, where
+  # scripts/lambda-arm64.sh builds them (target/lambda/<architecture>/) and
+  # the same layout in lambda_s3_bucket.
+  lambda_api_zip       = coalesce(var.lambda_api_zip, "../target/lambda/${var.architecture}/queue2bucket-api/bootstrap.zip")
+  lambda_worker_zip    = coalesce(var.lambda_worker_zip, "../target/lambda/${var.architecture}/queue2bucket-worker/bootstrap.zip")
+  lambda_api_s3_key    = coalesce(var.lambda_api_s3_key, "${var.architecture}/queue2bucket-api/bootstrap.zip")
+  lambda_worker_s3_key = coalesce(var.lambda_worker_s3_key, "${var.architecture}/queue2bucket-worker/bootstrap.zip")
+
   api_service_arn    = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.name}/${local.api_service_name}"
   worker_service_arn = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.name}/${local.worker_service_name}"
   lambda_api_arn     = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_api_name}"
   lambda_worker_arn  = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.lambda_worker_name}"
 
-  # Objects the worker may write: only below its key prefix.
+  # Objects the worker may write: only below its key prefix. This one scope
+  # covers both key layouts (var.s3_key_layout): time keys
+  # (<prefix><unix-seconds>-<id>.json) and hashed ones
+  # (<prefix><2 hex digits>/<unix-seconds>-<id>.json) both begin with the
+  # prefix, so switching the layout changes no permission.
   email_objects_arn = "${aws_s3_bucket.emails.arn}/${var.s3_key_prefix}*"
 
   # Staged emails (the claim check): the API may write them, the worker read

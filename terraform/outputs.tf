@@ -8,6 +8,11 @@ output "hosting" {
   value       = var.hosting
 }
 
+output "architecture" {
+  description = "CPU architecture of the ECS tasks and the Lambda functions (arm64 or x86_64)."
+  value       = var.architecture
+}
+
 output "alb_dns_name" {
   description = "DNS name of the load balancer."
   value       = aws_lb.this.dns_name
@@ -26,6 +31,11 @@ output "bucket_name" {
 output "s3_key_prefix" {
   description = "Key prefix of the stored messages."
   value       = var.s3_key_prefix
+}
+
+output "s3_key_layout" {
+  description = "Layout of the stored messages' keys below s3_key_prefix: time (<unix-seconds>-<id>.json) or hashed (<2 hex digits>/<unix-seconds>-<id>.json)."
+  value       = var.s3_key_layout
 }
 
 output "s3_staging_prefix" {

@@ -35,6 +35,17 @@ variable "hosting" {
   }
 }
 
+variable "architecture" {
+  description = "CPU architecture of both hostings: \"arm64\" (AWS Graviton, the default: about 20 % cheaper per vCPU-hour on Fargate and per GB-second on Lambda) or \"x86_64\". Sets the ECS task definitions' runtime_platform (ARM64 or X86_64; the image is one index for linux/arm64 and linux/amd64, so ECS pulls the matching one) and, when Terraform creates them, the Lambda functions' architectures and the zips they are created from (target/lambda/<architecture>/); afterwards the deploy sets a function's architecture together with its code (scripts/deploy.sh lambda target/lambda/<architecture>)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be \"arm64\" or \"x86_64\"."
+  }
+}
+
 variable "tags" {
   description = "Extra tags applied to every resource."
   type        = map(string)
@@ -174,17 +185,6 @@ variable "image_tag" {
   validation {
     condition     = var.image_tag == null || try(can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && !contains(["latest", "undeployed"], var.image_tag), false)
     error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, '_', '.', '-') other than \"latest\" and \"undeployed\"."
-  }
-}
-
-variable "cpu_architecture" {
-  description = "CPU architecture of the Fargate tasks; must match the image (X86_64 or ARM64)."
-  type        = string
-  default     = "X86_64"
-
-  validation {
-    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
-    error_message = "cpu_architecture must be X86_64 or ARM64."
   }
 }
 
@@ -394,6 +394,17 @@ variable "s3_key_prefix" {
   }
 }
 
+variable "s3_key_layout" {
+  description = "How the worker lays keys out below s3_key_prefix (S3_KEY_LAYOUT): \"time\" (the default, <prefix><unix-seconds>-<id>.json, one time order, the original's shape) or \"hashed\" (<prefix><2 hex digits>/<unix-seconds>-<id>.json, writes spread over 256 prefixes, for sustained rates from about 2,000 emails/s). Change it only with the workers stopped and no message in flight."
+  type        = string
+  default     = "time"
+
+  validation {
+    condition     = contains(["time", "hashed"], var.s3_key_layout)
+    error_message = "s3_key_layout must be \"time\" or \"hashed\"."
+  }
+}
+
 variable "s3_staging_prefix" {
   description = "Key prefix under which the API stages emails too large for a queue message (S3_STAGING_PREFIX, the claim check); the worker reads them there and removes each once it is stored. The API may write only below it, the worker read and delete only below it. Must not overlap s3_key_prefix."
   type        = string
@@ -568,15 +579,15 @@ variable "alarm_store_failures" {
 # ---------------------------------------------------------------------------
 
 variable "lambda_api_zip" {
-  description = "Path (relative to the working directory) of the API function's zip from `cargo lambda build --release --arm64 --output-format zip`. Ignored when lambda_s3_bucket is set. Only read when hosting = \"lambda\"."
+  description = "Path (relative to the working directory) of the zip the API function is created from. Null: the one of its architecture, ../target/lambda/<architecture>/queue2bucket-api/bootstrap.zip, as scripts/lambda-arm64.sh builds it. Ignored when lambda_s3_bucket is set. Only read when hosting = \"lambda\" and the function does not exist yet."
   type        = string
-  default     = "../target/lambda/queue2bucket-api/bootstrap.zip"
+  default     = null
 }
 
 variable "lambda_worker_zip" {
-  description = "Path (relative to the working directory) of the worker function's zip. Ignored when lambda_s3_bucket is set. Only read when hosting = \"lambda\"."
+  description = "Path (relative to the working directory) of the zip the worker function is created from. Null: ../target/lambda/<architecture>/queue2bucket-worker/bootstrap.zip. Ignored when lambda_s3_bucket is set. Only read when hosting = \"lambda\" and the function does not exist yet."
   type        = string
-  default     = "../target/lambda/queue2bucket-worker/bootstrap.zip"
+  default     = null
 }
 
 variable "lambda_s3_bucket" {
@@ -586,15 +597,15 @@ variable "lambda_s3_bucket" {
 }
 
 variable "lambda_api_s3_key" {
-  description = "S3 key of the API function's zip in lambda_s3_bucket."
+  description = "S3 key of the API function's zip in lambda_s3_bucket. Null: <architecture>/queue2bucket-api/bootstrap.zip (target/lambda/ as scripts/lambda-arm64.sh lays it out)."
   type        = string
-  default     = "queue2bucket-api/bootstrap.zip"
+  default     = null
 }
 
 variable "lambda_worker_s3_key" {
-  description = "S3 key of the worker function's zip in lambda_s3_bucket."
+  description = "S3 key of the worker function's zip in lambda_s3_bucket. Null: <architecture>/queue2bucket-worker/bootstrap.zip."
   type        = string
-  default     = "queue2bucket-worker/bootstrap.zip"
+  default     = null
 }
 
 variable "lambda_api_memory" {

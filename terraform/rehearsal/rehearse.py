@@ -6,9 +6,16 @@ empty emulator and an empty state:
 
  1. apply    moto (with the extensions of moto_server.py) on a free loopback
              port; `terraform apply` of terraform/ with production.tfvars.json
-             and the override in this directory.
+             and the override in this directory. The Lambda hosting runs on
+             the architecture of the binaries under test (their zips hold
+             them, and the deploy refuses zips of another architecture) and
+             with the other key layout than production's, so that both
+             values of each variable are rehearsed (architecture: when
+             production names another one than this machine's).
  2. deploy   the deploy workflow's own script (scripts/deploy.sh) against it,
-             with the image pushed as the release workflow pushes it.
+             with the image pushed as the release workflow pushes it, or
+             the zips of the functions' architecture (after zips of the
+             other one are refused).
  3. drift    the pull-request plan (`-refresh=false`, as the plan role runs
              it) and the apply job's plan (with refresh) must both show no
              change after that deploy.
@@ -31,6 +38,8 @@ empty emulator and an empty state:
              denied), every AWS call actually made during the run allowed to
              the role that made it (each actor signs with its own access key),
              the environments against the variables the binaries read, the
+             architecture of the task definitions (every revision) or the
+             functions and the key layout against the variables, the
              health check path, the queues' settings against the README, the
              bucket's lifecycle rule on the staging prefix against the queues'
              retention, the GitHub roles' subjects and the plan role's denies,
@@ -44,8 +53,10 @@ AWS are the documented gaps filled by moto_server.py and the stand-ins.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import http.client
 import json
 import os
@@ -66,6 +77,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import boto3
+import hcl2
 from botocore.config import Config as BotoConfig
 
 HERE = Path(__file__).resolve().parent
@@ -294,6 +306,40 @@ def large_email_data(size: int, tag: str) -> bytes:
     return head + filler + b"x" * (room - len(filler)) + tail
 
 
+def variable_default(name: str) -> Any:
+    """A variable's default in terraform/variables.tf."""
+    with (TF_DIR / "variables.tf").open(encoding="utf-8") as f:
+        for block in hcl2.load(f).get("variable", []):
+            if name in block:
+                return block[name].get("default", [None])[0]
+    raise Failure(f"terraform/variables.tf declares no variable {name}")
+
+
+# ELF e_machine (bytes 18-19, little-endian) -> the architecture, as Lambda and the variable name it.
+ELF_MACHINES = {b"\xb7\x00": "arm64", b"\x3e\x00": "x86_64"}
+
+
+def elf_architecture(path: Path) -> str:
+    """The architecture an executable is built for, from its ELF header."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF" or header[18:20] not in ELF_MACHINES:
+        raise Failure(f"{path} is not an arm64 or x86_64 ELF executable")
+    return ELF_MACHINES[header[18:20]]
+
+
+def stored_key(prefix: str, layout: str, email_id: str) -> str:
+    """Where the worker stores an email (the README, What is stored): the
+    seconds come from the UUIDv7 id; the hashed layout puts the first byte of
+    the SHA-256 of the id, as two hex digits, before the name."""
+    name = f"{int(email_id.replace('-', '')[:12], 16) // 1000}-{email_id}.json"
+    if layout == "hashed":
+        return f"{prefix}{hashlib.sha256(email_id.encode()).hexdigest()[:2]}/{name}"
+    if layout == "time":
+        return f"{prefix}{name}"
+    raise Failure(f"unknown key layout {layout!r}")
+
+
 # ---------------------------------------------------------------------------
 # One hosting, start to end
 # ---------------------------------------------------------------------------
@@ -313,6 +359,15 @@ class Rehearsal:
         self.tfvars = json.loads(TFVARS.read_text())
         self.name = self.tfvars.get("name", "queue2bucket")
         self.region = self.tfvars.get("region", "us-east-2")
+        # What production applies, and what this hosting rehearses (see the top of this file).
+        production = {v: self.tfvars.get(v, variable_default(v)) for v in ("architecture", "s3_key_layout")}
+        self.architecture, self.key_layout = production["architecture"], production["s3_key_layout"]
+        if hosting == "lambda":
+            self.architecture = elf_architecture(bin_dir / "queue2bucket-api")
+            self.key_layout = "hashed" if production["s3_key_layout"] == "time" else "time"
+        self.overrides = {v: value for v, value in (("architecture", self.architecture),
+                                                    ("s3_key_layout", self.key_layout)) if value != production[v]}
+        self.zip_dir = self.dir / "target" / "lambda" / self.architecture
         self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self.closers: list[Callable[[], None]] = []
         self.moto: subprocess.Popen[bytes] | None = None
@@ -461,12 +516,12 @@ class Rehearsal:
         with INIT_LOCK:
             self.terraform(args, "init", timeout=600)
 
-    def tf_vars(self) -> list[str]:
+    def tf_vars(self, **overrides: str) -> list[str]:
+        """production.tfvars.json, the emulator, the hosting and this hosting's overrides. No zip paths:
+        the functions' zips are the defaults', ../target/lambda/<architecture>/, relative to the copy."""
         args = ["-var-file=production.tfvars.json", f"-var=rehearsal_endpoint={self.endpoint}",
                 f"-var=hosting={self.hosting}"]
-        if self.hosting == "lambda":
-            args += [f"-var=lambda_api_zip={self.zips['api']}", f"-var=lambda_worker_zip={self.zips['worker']}"]
-        return args
+        return args + [f"-var={k}={v}" for k, v in {**self.overrides, **overrides}.items()]
 
     def terraform(self, args: list[str], label: str, *, timeout: float, actor: str = "terraform",
                   ok_codes: tuple[int, ...] = (0,), extra_env: dict[str, str] | None = None) -> int:
@@ -485,10 +540,11 @@ class Rehearsal:
         return code
 
     def build_zips(self) -> None:
-        """The functions' zips, from the binaries under test (Terraform uploads them at creation)."""
+        """The functions' zips, from the binaries under test, where scripts/lambda-arm64.sh puts those of
+        their architecture (Terraform uploads them at creation), and only there."""
         self.zips = {}
         for part in ("api", "worker"):
-            path = self.dir / "lambda" / f"queue2bucket-{part}" / "bootstrap.zip"
+            path = self.zip_dir / f"queue2bucket-{part}" / "bootstrap.zip"
             path.parent.mkdir(parents=True)
             with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
                 info = zipfile.ZipInfo("bootstrap")
@@ -504,6 +560,9 @@ class Rehearsal:
             with self.phase("apply", "apply terraform/ to an empty emulator"):
                 self.start_moto()
                 self.say(f"   moto at {self.endpoint}; work directory {self.dir}")
+                self.say(f"   architecture {self.architecture}, key layout {self.key_layout}"
+                         + (f" (overriding production.tfvars.json: {self.overrides})" if self.overrides else
+                            " (production.tfvars.json)"))
                 if self.hosting == "lambda":
                     self.build_zips()
                 self.prepare_terraform(plugin_dir, plugin_cache)
@@ -512,6 +571,7 @@ class Rehearsal:
                     ["terraform", f"-chdir={self.tf}", "output", "-json"], env=self.tf_env, check=True,
                     capture_output=True).stdout).items()}
                 self.check_token_not_in_state()
+                self.check_created_architecture()
             with self.phase("deploy", "deploy with scripts/deploy.sh"):
                 self.deploy()
             with self.phase("drift", "no drift: the pull-request plan and the apply job's plan show no change"):
@@ -524,6 +584,7 @@ class Rehearsal:
                 self.poison_message()
             with self.phase("check", "check the created resources against what the code needs"):
                 self.check_environment()
+                self.check_architecture()
                 self.check_queue()
                 self.check_bucket()
                 self.check_iam()
@@ -560,7 +621,9 @@ class Rehearsal:
     # --- 2. deploy ---------------------------------------------------------------
 
     def run_script(self, script: str, args: list[str], actor: str, label: str, timeout: float,
-                   **env: str) -> None:
+                   expect_failure: bool = False, **env: str) -> str:
+        """Runs one of scripts/ as `actor`; returns its output. Fails unless it exits 0 (non-zero with
+        expect_failure)."""
         log = self.dir / f"{label}.log"
         with open(log, "wb") as f:
             try:
@@ -569,10 +632,14 @@ class Rehearsal:
                                       cwd=self.dir).returncode
             except subprocess.TimeoutExpired:
                 raise Failure(f"scripts/{script} did not finish within {timeout:.0f} s:\n{tail(log)}") from None
-        for line in log.read_text(errors="replace").splitlines():
+        output = log.read_text(errors="replace")
+        for line in output.splitlines():
             self.say(f"   | {line}")
-        if code != 0:
+        if expect_failure and code == 0:
+            raise Failure(f"scripts/{script} {' '.join(args)} succeeded, but should have failed")
+        if code != 0 and not expect_failure:
             raise Failure(f"scripts/{script} {' '.join(args)} exited with {code}")
+        return output
 
     def deploy(self) -> None:
         if self.hosting == "fargate":
@@ -585,7 +652,21 @@ class Rehearsal:
             self.run_script("deploy.sh", ["ecs", self.sha], "deploy", "deploy", 180,
                             DEPLOY_POLL_SECONDS="1", DEPLOY_TIMEOUT_SECONDS="60")
         else:
-            self.run_script("deploy.sh", ["lambda", str(self.dir / "lambda")], "deploy", "deploy", 180)
+            # The deploy workflow passes the architecture production.tfvars.json names: zips of another
+            # one are refused before any function changes.
+            other = "arm64" if self.architecture == "x86_64" else "x86_64"
+            def updates() -> int:
+                return sum(1 for _, c in self.requests() if c.action == "lambda:UpdateFunctionCode")
+
+            before = updates()
+            output = self.run_script("deploy.sh", ["lambda", str(self.zip_dir)], "deploy", "deploy-refused", 60,
+                                     expect_failure=True, ARCHITECTURE=other)
+            self.check(f"is built for {self.architecture}, but the functions run on {other}" in output,
+                       f"scripts/deploy.sh lambda refused {self.architecture} zips for {other} functions without "
+                       "saying why")
+            self.check(updates() == before, "scripts/deploy.sh lambda changed a function before refusing the zips")
+            self.run_script("deploy.sh", ["lambda", str(self.zip_dir)], "deploy", "deploy", 180,
+                            ARCHITECTURE=self.architecture)
 
     # --- 3. drift ------------------------------------------------------------------
 
@@ -603,27 +684,35 @@ class Rehearsal:
         self.check_lambda_zip_precondition()
 
     def check_lambda_zip_precondition(self) -> None:
-        """Creating a function needs its zip, and the plan says so before changing anything; a plan
-        of functions that exist needs none (the deploy workflow owns their code)."""
-        missing = str(self.dir / "no-such-build")
-        args = ["plan", "-no-color", "-var-file=production.tfvars.json", f"-var=rehearsal_endpoint={self.endpoint}",
-                "-var=hosting=lambda", f"-var=lambda_api_zip={missing}/queue2bucket-api/bootstrap.zip",
-                f"-var=lambda_worker_zip={missing}/queue2bucket-worker/bootstrap.zip"]
+        """Creating a function needs the zip of its architecture, and the plan says so before changing
+        anything; a plan of functions that exist needs none (the deploy workflow owns their code), not
+        even when the architecture changes (the deploy brings it, with the code)."""
         if self.hosting == "fargate":
+            # No zips in this hosting's directory: the defaults name ../target/lambda/<architecture>/.
             label = "plan-switch-to-lambda-without-zips"
-            code = self.terraform(args, label, timeout=300, ok_codes=(0, 1, 2))
-            text = (self.dir / f"terraform-{label}.log").read_text(errors="replace")
-            self.check(code == 1 and "needs its zip" in text,
-                       f"{label}: a switch to Lambda without the zips should fail at plan time with the "
-                       f"precondition's message (exit code {code}):\n{tail(self.dir / f'terraform-{label}.log', 15)}")
-            self.say("   a plan switching to Lambda without the zips fails at plan time, naming the zip to build")
-        else:
-            label = "plan-existing-functions-without-zips"
-            code = self.terraform([*args, "-refresh=false", "-detailed-exitcode"], label, timeout=300,
+            code = self.terraform(["plan", "-no-color", *self.tf_vars(hosting="lambda")], label, timeout=300,
                                   ok_codes=(0, 1, 2))
-            self.check(code == 0, f"{label}: a plan of existing functions needs no zip, but exited with {code}:\n"
-                                  f"{tail(self.dir / f'terraform-{label}.log', 15)}")
-            self.say("   a plan of the existing functions needs no zip")
+            text = (self.dir / f"terraform-{label}.log").read_text(errors="replace")
+            wanted = f"target/lambda/{self.architecture}/queue2bucket-"
+            self.check(code == 1 and "needs its zip" in text and wanted in text,
+                       f"{label}: a switch to Lambda without the zips should fail at plan time with the "
+                       f"precondition's message naming {wanted}... (exit code {code}):\n"
+                       f"{tail(self.dir / f'terraform-{label}.log', 15)}")
+            self.say(f"   a plan switching to Lambda without the zips fails at plan time, naming {wanted}...")
+        else:
+            # The other architecture, whose zips were never built.
+            other = "arm64" if self.architecture == "x86_64" else "x86_64"
+            label = "plan-existing-functions-other-architecture"
+            code = self.terraform(["plan", "-no-color", *self.tf_vars(architecture=other), "-refresh=false",
+                                   "-detailed-exitcode"], label, timeout=300, ok_codes=(0, 1, 2))
+            changes = re.findall(r"^  # (\S+) (?:will be|must be) ", (self.dir / f"terraform-{label}.log")
+                                 .read_text(errors="replace"), re.M)
+            self.check(code in (0, 2) and not changes,
+                       f"{label}: a plan of the existing functions with architecture = {other} (no zips of it) "
+                       f"should change no resource (the deploy sets the architecture), but exited with {code} "
+                       f"changing {changes}:\n{tail(self.dir / f'terraform-{label}.log', 15)}")
+            self.say(f"   a plan of the existing functions needs no zip, and architecture = {other} changes none "
+                     "of them (the deploy brings it)")
 
     def workflow_plan(self, label: str, actor: str, args: list[str]) -> dict[str, str]:
         github_output = self.dir / f"{label}.github-output"
@@ -890,7 +979,8 @@ class Rehearsal:
                     "TOKEN_PARAM_NAME": self.outputs["token_parameter_name"]}
         for k, v in expected.items():
             self.check(api_env.get(k) == v, f"the API's {k} is {api_env.get(k)}, the output says {v}")
-        expected = {"S3_BUCKET_NAME": self.outputs["bucket_name"], "S3_KEY_PREFIX": self.outputs["s3_key_prefix"]}
+        expected = {"S3_BUCKET_NAME": self.outputs["bucket_name"], "S3_KEY_PREFIX": self.outputs["s3_key_prefix"],
+                    "S3_KEY_LAYOUT": self.outputs["s3_key_layout"]}
         if self.hosting == "fargate":
             expected["SQS_QUEUE_URL"] = self.outputs["queue_url"]
         for k, v in expected.items():
@@ -918,7 +1008,7 @@ class Rehearsal:
         bucket, key_prefix = self.outputs["bucket_name"], self.outputs["s3_key_prefix"]
         staging = self.outputs["s3_staging_prefix"]
         staged_key = f"{staging}{email_id}.json"
-        key = f"{key_prefix}{int(email_id.replace('-', '')[:12], 16) // 1000}-{email_id}.json"
+        key = stored_key(key_prefix, self.key_layout, email_id)
         s3 = self.client("s3")
 
         def stored() -> bytes | None:
@@ -1015,6 +1105,12 @@ class Rehearsal:
         expected = 2 if getattr(self, "large_key", None) else 1
         self.check(len(keys) == expected and all(k.startswith(self.outputs["s3_key_prefix"]) for k in keys),
                    f"the bucket holds {keys}: expected only the system test's email and the large one")
+        prefix = re.escape(self.outputs["s3_key_prefix"])
+        name = r"[0-9]+-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\.json"
+        shape = {"time": prefix + name, "hashed": prefix + "[0-9a-f]{2}/" + name}[self.key_layout]
+        self.check(all(re.fullmatch(shape, k) for k in keys), f"the stored keys {keys} are not all of the "
+                                                              f"{self.key_layout} layout")
+        self.say(f"   stored keys, {self.key_layout} layout: {', '.join(keys)}")
         if self.hosting == "lambda":
             self.check(not self.esm.errors, f"the event source mapping failed: {self.esm.errors}")
 
@@ -1036,6 +1132,58 @@ class Rehearsal:
             if component.startswith("lambda-"):
                 clash = declared & reserved
                 self.check(not clash, f"{component}: sets {sorted(clash)}, reserved by the Lambda runtime")
+
+    def check_created_architecture(self) -> None:
+        """What Terraform created runs on the variable's architecture: the task definition templates'
+        runtime platform, or the functions, created from the zips of that architecture."""
+        self.check(self.outputs.get("architecture") == self.architecture,
+                   f"output architecture is {self.outputs.get('architecture')}, expected {self.architecture}")
+        self.check(self.outputs.get("s3_key_layout") == self.key_layout,
+                   f"output s3_key_layout is {self.outputs.get('s3_key_layout')}, expected {self.key_layout}")
+        if self.hosting == "fargate":
+            ecs = self.client("ecs")
+            for part in ("api", "worker"):
+                family = self.outputs[f"{part}_task_definition_family"]
+                td = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+                self.check_runtime_platform(td)
+            self.say(f"   task definition templates: runtime platform LINUX/{self.architecture.upper()}")
+            return
+        lam = self.client("lambda")
+        for part in ("api", "worker"):
+            name = self.outputs[f"lambda_{part}_function_name"]
+            cfg = lam.get_function_configuration(FunctionName=name)
+            want = base64.b64encode(hashlib.sha256(self.zips[part].read_bytes()).digest()).decode()
+            self.check(cfg["Architectures"] == [self.architecture],
+                       f"{name}: created for {cfg['Architectures']}, expected [{self.architecture}]")
+            self.check(cfg["CodeSha256"] == want, f"{name}: created from code {cfg['CodeSha256']}, not the "
+                                                  f"{self.architecture} zip {self.zips[part]} ({want})")
+        self.say(f"   functions created for {self.architecture} from target/lambda/{self.architecture}/")
+
+    def check_runtime_platform(self, td: dict[str, Any]) -> None:
+        want = {"cpuArchitecture": self.architecture.upper(), "operatingSystemFamily": "LINUX"}
+        self.check(td.get("runtimePlatform") == want,
+                   f"{td['family']}:{td['revision']}: runtime platform {td.get('runtimePlatform')}, expected {want}")
+
+    def check_architecture(self) -> None:
+        """After the deploy: every revision of each family (Terraform's template and the deploy's copy)
+        keeps the runtime platform, or each function runs on the architecture, as the variable names."""
+        if self.hosting == "fargate":
+            ecs = self.client("ecs")
+            revisions = []
+            for part in ("api", "worker"):
+                family = self.outputs[f"{part}_task_definition_family"]
+                for arn in ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"]:
+                    self.check_runtime_platform(ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"])
+                    revisions.append(arn.rsplit("/", 1)[-1])
+            self.say(f"   {', '.join(revisions)}: runtime platform LINUX/{self.architecture.upper()} "
+                     f"(architecture {self.architecture})")
+            return
+        lam = self.client("lambda")
+        for part in ("api", "worker"):
+            name = self.outputs[f"lambda_{part}_function_name"]
+            got = lam.get_function_configuration(FunctionName=name)["Architectures"]
+            self.check(got == [self.architecture], f"{name}: runs on {got}, expected [{self.architecture}]")
+        self.say(f"   both functions run on {self.architecture}, as the variable names")
 
     def check_queue(self) -> None:
         attrs = self.queue_attrs
@@ -1358,7 +1506,7 @@ def preflight(bin_dir: Path) -> Path | None:
     for binary in ("queue2bucket", "queue2bucket-api", "queue2bucket-worker"):
         if not os.access(bin_dir / binary, os.X_OK):
             problems.append(f"{bin_dir / binary} is missing (Q2B_BIN_DIR, or cargo build --workspace --bins)")
-    for tool in ("terraform", "aws", "jq", "curl", "openssl"):
+    for tool in ("terraform", "aws", "jq", "curl", "openssl", "unzip", "sha256sum"):
         if not shutil.which(tool):
             problems.append(f"{tool} is not on PATH")
     if not problems:

@@ -315,6 +315,34 @@ class ReadersTest(unittest.TestCase):
             self.assertEqual(email["extra"], {"n": 1.5})
             self.assertTrue({"email_subject", "email_sender", "email_timestream", "email_content"} <= set(email))
 
+    def test_stored_key_of_each_layout(self) -> None:
+        email_id = "019ad3a1-6b00-7a4f-8c2e-3b1f0c9d2e11"  # a UUIDv7 from second 1764487162
+        self.assertEqual(rehearse.stored_key("emails/", "time", email_id), f"emails/1764487162-{email_id}.json")
+        hashed = rehearse.stored_key("emails/", "hashed", email_id)
+        self.assertRegex(hashed, r"^emails/[0-9a-f]{2}/1764487162-" + email_id + r"\.json$")
+        self.assertEqual(hashed, rehearse.stored_key("emails/", "hashed", email_id), "a function of the id")
+        spreads = {rehearse.stored_key("", "hashed", f"019ad3a1-6b00-7a4f-8c2e-{n:012x}")[:2] for n in range(4096)}
+        self.assertEqual(len(spreads), 256, "the first byte of a hash: 256 prefixes")
+        with self.assertRaises(rehearse.Failure):
+            rehearse.stored_key("emails/", "spread", email_id)
+
+    def test_elf_architecture(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            for machine, arch in ((b"\xb7\x00", "arm64"), (b"\x3e\x00", "x86_64")):
+                path = Path(d) / arch
+                path.write_bytes(b"\x7fELF" + bytes(14) + machine + bytes(44))
+                self.assertEqual(rehearse.elf_architecture(path), arch)
+            path = Path(d) / "script"
+            path.write_bytes(b"#!/bin/sh\n" + bytes(30))
+            with self.assertRaises(rehearse.Failure):
+                rehearse.elf_architecture(path)
+
+    def test_variable_defaults(self) -> None:
+        self.assertIn(rehearse.variable_default("architecture"), ("arm64", "x86_64"))
+        self.assertEqual(rehearse.variable_default("s3_key_layout"), "time")
+        with self.assertRaises(rehearse.Failure):
+            rehearse.variable_default("no_such_variable")
+
     def test_every_resource_type_has_a_kind(self) -> None:
         kinds = set(rehearse.KIND_OF.values())
         text = "".join(p.read_text() for p in rehearse.TF_DIR.glob("*.tf"))

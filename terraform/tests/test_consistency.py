@@ -28,6 +28,18 @@ with python-hcl2 and fails when:
   message can live (the queue's retention plus the dead-letter queue's), or
   a rule expiring current objects reaches stored emails; the queue and the
   dead-letter queue do not set the same max_message_size;
+- a container or function sets a setting with a fixed set of values (the
+  manifest's env.values: S3_KEY_LAYOUT, LOG_FORMAT, ...) to one its binary
+  does not accept; the components that store emails (those reading
+  S3_KEY_LAYOUT) lay keys out differently (their S3_KEY_LAYOUT, or the
+  binary's default), for any value var.s3_key_layout accepts, or that
+  variable accepts a layout the binaries do not (the worker's s3:PutObject on
+  <bucket>/<S3_KEY_PREFIX>* covers both layouts, checked above);
+- the ECS task definitions (runtime_platform: LINUX, ARM64 or X86_64) and the
+  Lambda functions (architectures) do not all run on the architecture
+  var.architecture names, for each value it accepts, or Terraform would
+  change a function's architecture without its code (architectures missing
+  from the function's ignore_changes: the deploy sets it with the code);
 - a load balancer target group health-checks another path than the API's
   health_check_path, or the container/target port differs from default_port;
 - the dashboard or an alarm reads, in the binaries' metrics namespace, a
@@ -105,6 +117,7 @@ LAMBDA_RESERVED_ENV = {
 
 # The documented manifest format, written by hand: what --self-test uses when
 # no --manifest is given (scripts/manifest.sh merges what each binary prints).
+_VALUES = {"LOG_FORMAT": ["json", "text"], "METRICS_FORMAT": ["emf", "off"]}
 _API_ENV = {
     "required": ["SQS_QUEUE_URL", "TOKEN_PARAM_NAME"],
     "optional": ["AWS_REGION", "HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT",
@@ -116,6 +129,7 @@ _API_ENV = {
                  "METRICS_FORMAT": "emf", "METRICS_NAMESPACE": "Queue2Bucket", "PORT": "8000",
                  "REQUEST_TIMEOUT": "10", "S3_STAGING_PREFIX": "staging/", "SQS_SEND_CONCURRENCY": "4",
                  "TOKEN_CACHE_TTL": "300", "TOKEN_REFRESH_INTERVAL": "1"},
+    "values": _VALUES,
 }
 REFERENCE_MANIFEST: dict[str, Any] = {
     "health_check_path": "/",
@@ -130,10 +144,12 @@ REFERENCE_MANIFEST: dict[str, Any] = {
             "env": {
                 "required": ["S3_BUCKET_NAME", "SQS_QUEUE_URL"],
                 "optional": ["AWS_REGION", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT", "METRICS_FORMAT", "METRICS_NAMESPACE",
-                             "POLL_INTERVAL", "RUST_LOG", "S3_KEY_PREFIX", "S3_STAGING_PREFIX", "WORKER_CONCURRENCY"],
+                             "POLL_INTERVAL", "RUST_LOG", "S3_KEY_LAYOUT", "S3_KEY_PREFIX", "S3_STAGING_PREFIX",
+                             "WORKER_CONCURRENCY"],
                 "defaults": {"LOG_FORMAT": "json", "MAX_BYTES_IN_FLIGHT": "67108864", "METRICS_FORMAT": "emf",
-                             "METRICS_NAMESPACE": "Queue2Bucket", "POLL_INTERVAL": "10", "S3_KEY_PREFIX": "emails/",
-                             "S3_STAGING_PREFIX": "staging/", "WORKER_CONCURRENCY": "4"},
+                             "METRICS_NAMESPACE": "Queue2Bucket", "POLL_INTERVAL": "10", "S3_KEY_LAYOUT": "time",
+                             "S3_KEY_PREFIX": "emails/", "S3_STAGING_PREFIX": "staging/", "WORKER_CONCURRENCY": "4"},
+                "values": {**_VALUES, "S3_KEY_LAYOUT": ["time", "hashed"]},
             },
             "aws_actions": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
                             "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
@@ -146,6 +162,7 @@ REFERENCE_MANIFEST: dict[str, Any] = {
                 "optional": [v for v in _API_ENV["optional"] if v not in ("HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "PORT")],
                 "defaults": {k: v for k, v in _API_ENV["defaults"].items()
                              if k not in ("HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "PORT")},
+                "values": _VALUES,
             },
             "aws_actions": ["s3:PutObject", "sqs:GetQueueAttributes", "sqs:SendMessage", "ssm:GetParameter"],
             "aws_call_timeout_secs": 5,
@@ -154,10 +171,11 @@ REFERENCE_MANIFEST: dict[str, Any] = {
             "env": {
                 "required": ["S3_BUCKET_NAME"],
                 "optional": ["AWS_REGION", "LOG_FORMAT", "MAX_BYTES_IN_FLIGHT", "METRICS_FORMAT", "METRICS_NAMESPACE",
-                             "RUST_LOG", "S3_KEY_PREFIX", "S3_STAGING_PREFIX"],
+                             "RUST_LOG", "S3_KEY_LAYOUT", "S3_KEY_PREFIX", "S3_STAGING_PREFIX"],
                 "defaults": {"LOG_FORMAT": "json", "MAX_BYTES_IN_FLIGHT": "67108864", "METRICS_FORMAT": "emf",
-                             "METRICS_NAMESPACE": "Queue2Bucket", "S3_KEY_PREFIX": "emails/",
+                             "METRICS_NAMESPACE": "Queue2Bucket", "S3_KEY_LAYOUT": "time", "S3_KEY_PREFIX": "emails/",
                              "S3_STAGING_PREFIX": "staging/"},
+                "values": {**_VALUES, "S3_KEY_LAYOUT": ["time", "hashed"]},
             },
             "aws_actions": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"],
             "aws_call_timeout_secs": 30,
@@ -296,6 +314,10 @@ def resolve(cfg: Config, value: Any, depth: int = 0) -> Any:
         if m.group(1) not in cfg.locals:
             return Unresolved(value)
         return resolve(cfg, cfg.locals[m.group(1)], depth + 1)
+    m = re.fullmatch(r"upper\((.+)\)", expr)
+    if m:
+        inner = resolve(cfg, "${" + m.group(1) + "}", depth + 1)
+        return inner.upper() if isinstance(inner, str) and not isinstance(inner, Unresolved) else Unresolved(value)
     m = re.fullmatch(r"tostring\((.+)\)", expr)
     if m:
         inner = resolve(cfg, "${" + m.group(1) + "}", depth + 1)
@@ -920,6 +942,170 @@ def queue_size_errors(cfg: Config) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# Settings with a fixed set of values; the key layout; the architecture
+# ---------------------------------------------------------------------------
+
+KEY_LAYOUT_ENV = "S3_KEY_LAYOUT"
+KEY_LAYOUT_VARIABLE = "s3_key_layout"
+ARCHITECTURE_VARIABLE = "architecture"
+# runtime_platform's cpu_architecture -> the architecture, as Lambda (and the variable) spell it.
+ECS_ARCHITECTURES = {"ARM64": "arm64", "X86_64": "x86_64"}
+LAMBDA_ARCHITECTURES = {"arm64", "x86_64"}
+
+
+def validated_choices(cfg: Config, variable: str) -> list[str] | None:
+    """The values a variable's validation accepts, when it is
+    contains([...], var.<variable>); None otherwise."""
+    body = cfg.variables.get(variable)
+    for validation in blocks(body or {}, "validation"):
+        cond = attr(validation, "condition")
+        m = re.fullmatch(r"\$\{contains\(\[([^\]]*)\],\s*var\." + re.escape(variable) + r"\)\}", str(cond))
+        if m:
+            return [a or b for a, b in re.findall(r"'([^']*)'|\"([^\"]*)\"", m.group(1))]
+    return None
+
+
+def with_variable(cfg: Config, variable: str, value: Any) -> Config:
+    """The configuration with another default for one variable."""
+    other = copy.copy(cfg)
+    other.variables = {**cfg.variables, variable: {**cfg.variables[variable], "default": [value]}}
+    return other
+
+
+def for_each_choice(cfg: Config, variable: str, errors_of: Callable[[Config], list[str]]) -> list[str]:
+    """errors_of with the variable's default, production's value, and each
+    value its validation accepts: a setting that follows the variable
+    agrees under every one of them, a literal only under some."""
+    errors = errors_of(cfg)
+    production = with_tfvars(cfg)
+    if production is not None:
+        errors += [f"{e} (with production.tfvars.json)" for e in errors_of(production) if e not in errors]
+    seen = set(errors)
+    for choice in validated_choices(cfg, variable) or []:
+        for e in errors_of(with_variable(cfg, variable, choice)):
+            if e not in seen:
+                seen.add(e)
+                errors.append(f"{e} (with {variable} = {choice!r})")
+    return errors
+
+
+def check_env_values(cfg: Config, manifest: dict) -> list[str]:
+    """Settings with a fixed set of values are set to one the binary accepts;
+    every component that stores emails lays their keys out the same way."""
+    errors = []
+    for component in [*ECS_TASK_DEFINITIONS, *LAMBDA_FUNCTIONS]:
+        spec = manifest["components"][component]["env"]
+        reads = KEY_LAYOUT_ENV in spec["required"] + spec.get("optional", [])
+        if reads and KEY_LAYOUT_ENV not in spec.get("values", {}):
+            errors.append(f"manifest: components.{component}.env.values does not say which values {KEY_LAYOUT_ENV} "
+                          f"takes, so the layout the infrastructure sets cannot be checked (scripts/manifest.sh "
+                          f"asks each binary)")
+    readers = [c for c in [*ECS_TASK_DEFINITIONS, *LAMBDA_FUNCTIONS]
+               if KEY_LAYOUT_ENV in manifest["components"][c]["env"]["required"]
+               + manifest["components"][c]["env"].get("optional", [])]
+    choices = validated_choices(cfg, KEY_LAYOUT_VARIABLE)
+    if readers and KEY_LAYOUT_VARIABLE in cfg.variables:
+        if choices is None:
+            errors.append(f"var.{KEY_LAYOUT_VARIABLE} is not validated to a list of layouts "
+                          f"(contains([...], var.{KEY_LAYOUT_VARIABLE})), so any value would reach the workers")
+        for component in readers:
+            accepted = manifest["components"][component]["env"].get("values", {}).get(KEY_LAYOUT_ENV)
+            for choice in (choices or []) if accepted is not None else []:
+                if choice not in accepted:
+                    errors.append(f"var.{KEY_LAYOUT_VARIABLE} accepts {choice!r}, a layout the {component} binary "
+                                  f"does not know (it accepts {accepted}): it would refuse to start")
+    return errors + for_each_choice(cfg, KEY_LAYOUT_VARIABLE, lambda c: env_value_errors(c, manifest, readers))
+
+
+def env_value_errors(cfg: Config, manifest: dict, readers: list[str]) -> list[str]:
+    errors = []
+    for component in [*ECS_TASK_DEFINITIONS, *LAMBDA_FUNCTIONS]:
+        where, env = ecs_env(cfg, component) if component in ECS_TASK_DEFINITIONS else lambda_env(cfg, component)
+        values = manifest["components"][component]["env"].get("values", {})
+        for name, raw in sorted(env.items()):
+            if name not in values:
+                continue
+            got = render(cfg, raw)
+            if not isinstance(got, str) or isinstance(got, Unresolved):
+                errors.append(f"{where}: {name} is {raw!r}, which cannot be determined (a literal or a variable)")
+            elif got not in values[name]:
+                errors.append(f"{where} sets {name} to {shown(raw, got)}, which the {component} binary does not "
+                              f"accept (it accepts {values[name]}): it would refuse to start")
+    layouts = {c: effective_string(cfg, c, KEY_LAYOUT_ENV, manifest) for c in readers}
+    if len(set(layouts.values())) > 1:
+        errors.append(f"the components that store emails lay their keys out differently ({KEY_LAYOUT_ENV}, or the "
+                      "binary's default where it is not set): " + ", ".join(f"{k} {v!r}" for k, v in sorted(
+                          layouts.items())) + ": a switch of hosting would change the layout of the stored emails")
+    return errors
+
+
+def lifecycle_ignored(body: dict) -> set[str]:
+    """The attributes a resource's lifecycle block ignores changes to."""
+    ignored: set[str] = set()
+    for lifecycle in blocks(body, "lifecycle"):
+        raw = attr(lifecycle, "ignore_changes") or []
+        for item in raw if isinstance(raw, list) else [raw]:
+            ignored.add(re.sub(r"^\$\{(.*)\}$", r"\1", str(item)))
+    return ignored
+
+
+def check_architecture(cfg: Config, manifest: dict) -> list[str]:
+    """Every task definition and function runs on the architecture the one
+    variable names, whichever it names."""
+    errors = []
+    if ARCHITECTURE_VARIABLE not in cfg.variables:
+        return [f"no var.{ARCHITECTURE_VARIABLE}: the task definitions and the functions must follow one variable"]
+    choices = validated_choices(cfg, ARCHITECTURE_VARIABLE)
+    if choices is None:
+        errors.append(f"var.{ARCHITECTURE_VARIABLE} is not validated to a list of architectures "
+                      f"(contains([...], var.{ARCHITECTURE_VARIABLE}))")
+    for name in LAMBDA_FUNCTIONS.values():
+        if "architectures" not in lifecycle_ignored(cfg.resource("aws_lambda_function", name)):
+            errors.append(f"aws_lambda_function.{name}: architectures is not in lifecycle.ignore_changes, so a change "
+                          "of the architecture would reach the function without its code (the provider sends the "
+                          "new architecture with the zip recorded at creation); the deploy sets it with the code")
+    return errors + for_each_choice(cfg, ARCHITECTURE_VARIABLE, architecture_errors)
+
+
+def architecture_errors(cfg: Config) -> list[str]:
+    errors = []
+    wanted = resolve(cfg, "${var." + ARCHITECTURE_VARIABLE + "}")
+    runs_on: dict[str, Any] = {}
+    for name in ECS_TASK_DEFINITIONS.values():
+        where = f"aws_ecs_task_definition.{name}"
+        platforms = blocks(cfg.resource("aws_ecs_task_definition", name), "runtime_platform")
+        if not platforms:
+            errors.append(f"{where}: no runtime_platform, so Fargate runs it on X86_64 whatever "
+                          f"var.{ARCHITECTURE_VARIABLE} says")
+            continue
+        family = resolve(cfg, attr(platforms[0], "operating_system_family"))
+        if family != "LINUX":
+            errors.append(f"{where}: operating_system_family is {family!r}; the image is for LINUX")
+        raw = attr(platforms[0], "cpu_architecture")
+        got = resolve(cfg, raw)
+        if got not in ECS_ARCHITECTURES:
+            errors.append(f"{where}: cpu_architecture is {shown(raw, got)}, not one of {sorted(ECS_ARCHITECTURES)}")
+            continue
+        runs_on[where] = ECS_ARCHITECTURES[got]
+    for name in LAMBDA_FUNCTIONS.values():
+        where = f"aws_lambda_function.{name}"
+        raw = attr(cfg.resource("aws_lambda_function", name), "architectures")
+        if raw is None:
+            errors.append(f"{where}: no architectures, so Lambda's default (x86_64) applies whatever "
+                          f"var.{ARCHITECTURE_VARIABLE} says")
+            continue
+        got = [resolve(cfg, v) for v in (raw if isinstance(raw, list) else [raw])]
+        if len(got) != 1 or got[0] not in LAMBDA_ARCHITECTURES:
+            errors.append(f"{where}: architectures is {shown(raw, got)}, not one of {sorted(LAMBDA_ARCHITECTURES)}")
+            continue
+        runs_on[where] = got[0]
+    for where, arch in sorted(runs_on.items()):
+        if arch != wanted:
+            errors.append(f"{where} runs on {arch}, but var.{ARCHITECTURE_VARIABLE} is {wanted!r}")
+    return errors
+
+
+# ---------------------------------------------------------------------------
 # Metrics: the dashboard and the alarms against what the code emits
 # ---------------------------------------------------------------------------
 
@@ -1167,8 +1353,8 @@ def run_checks(cfg: Config, manifest: dict) -> list[str]:
     errors = check_manifest_shape(manifest)
     if errors:
         return errors
-    for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_claim_check, check_metrics,
-                  check_alarms):
+    for check in (check_env, check_iam, check_health_and_port, check_timeouts, check_claim_check,
+                  check_env_values, check_architecture, check_metrics, check_alarms):
         try:
             errors += check(cfg, manifest)
         except ConfigError as exc:
@@ -1256,6 +1442,28 @@ def _watch_nothing_of_ours(cfg: Config, manifest: dict) -> None:
             arr[0] = "AWS/SQS"
     for name in ("store_failures", "api_unavailable"):
         cfg.resources["aws_cloudwatch_metric_alarm"].pop(name)
+
+
+def _env_entry(cfg: Config, component: str, name: str) -> dict:
+    return next(e for e in _ecs_env_list(cfg, component) if e["name"] == name)
+
+
+def _allow_also(cfg: Config, variable: str, value: str) -> None:
+    """The variable's validation accepts one more value."""
+    validation = blocks(cfg.variables[variable], "validation")[0]
+    choices = validated_choices(cfg, variable) or []
+    listed = ", ".join(f"'{v}'" for v in [*choices, value])
+    validation["condition"] = [f"${{contains([{listed}],var.{variable})}}"]
+
+
+def _runtime_platform(cfg: Config, task_definition: str) -> dict:
+    return blocks(cfg.resource("aws_ecs_task_definition", task_definition), "runtime_platform")[0]
+
+
+def _stop_ignoring(cfg: Config, function: str, attribute: str) -> None:
+    for lifecycle in blocks(cfg.resource("aws_lambda_function", function), "lifecycle"):
+        ignored = attr(lifecycle, "ignore_changes")
+        lifecycle["ignore_changes"] = [[i for i in ignored if i != "${" + attribute + "}"]]
 
 
 Mutation = Callable[[Config, dict], None]
@@ -1366,6 +1574,43 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
          lambda c, m: c.resource("aws_sqs_queue", "dlq").__setitem__("max_message_size", [1024])),
         ("the queue leaves its message size to the provider's default", "max_message_size is not set",
          lambda c, m: c.resource("aws_sqs_queue", "main").pop("max_message_size")),
+        # Settings with a fixed set of values, and one key layout for every worker.
+        ("the worker container sets a key layout the binary does not accept", "'hash', which the worker binary",
+         lambda c, m: _env_entry(c, "worker", "S3_KEY_LAYOUT").__setitem__("value", "hash")),
+        ("the worker container sets a log format the binary does not accept", "LOG_FORMAT to 'pretty'",
+         lambda c, m: _ecs_env_list(c, "worker").append({"name": "LOG_FORMAT", "value": "pretty"})),
+        ("the worker function stops setting S3_KEY_LAYOUT (only the hashed layout shows it)",
+         "lambda-worker 'time', worker 'hashed'",
+         lambda c, m: _lambda_vars(c, "lambda-worker").pop("S3_KEY_LAYOUT")),
+        ("the worker container names the time layout instead of the variable", "lay their keys out differently",
+         lambda c, m: _env_entry(c, "worker", "S3_KEY_LAYOUT").__setitem__("value", "time")),
+        ("s3_key_layout accepts a layout the binaries do not know", "accepts 'spread'",
+         lambda c, m: _allow_also(c, "s3_key_layout", "spread")),
+        ("s3_key_layout is no longer validated", "var.s3_key_layout is not validated",
+         lambda c, m: c.variables["s3_key_layout"].pop("validation")),
+        ("the worker binary stops accepting the hashed layout the variable sets",
+         "'hashed'), which the worker binary does not accept",
+         lambda c, m: (m["components"]["worker"]["env"]["values"]["S3_KEY_LAYOUT"].remove("hashed"),
+                       _set_default(c, "s3_key_layout", "hashed"))),
+        ("the manifest does not say which layouts the worker function takes", "does not say which values",
+         lambda c, m: m["components"]["lambda-worker"]["env"]["values"].pop("S3_KEY_LAYOUT")),
+        # One architecture for the task definitions and the functions.
+        ("the worker task definition is pinned to X86_64", "aws_ecs_task_definition.worker runs on x86_64",
+         lambda c, m: _runtime_platform(c, "worker").__setitem__("cpu_architecture", ["X86_64"])),
+        ("the API function is pinned to arm64 (only x86_64 shows it)",
+         "aws_lambda_function.api runs on arm64, but var.architecture is 'x86_64'",
+         lambda c, m: c.resource("aws_lambda_function", "api").__setitem__("architectures", [["arm64"]])),
+        ("the API task definition loses its runtime_platform", "no runtime_platform",
+         lambda c, m: c.resource("aws_ecs_task_definition", "api").pop("runtime_platform")),
+        ("the worker function leaves its architecture to Lambda's default", "Lambda's default (x86_64)",
+         lambda c, m: c.resource("aws_lambda_function", "worker").pop("architectures")),
+        ("Terraform would change the worker function's architecture without its code", "ignore_changes",
+         lambda c, m: _stop_ignoring(c, "worker", "architectures")),
+        ("the architecture variable accepts a name neither ECS nor Lambda knows", "'AMD64'",
+         lambda c, m: _allow_also(c, "architecture", "amd64")),
+        ("a task definition asks for Windows", "operating_system_family is 'WINDOWS_SERVER_2022_CORE'",
+         lambda c, m: _runtime_platform(c, "api").__setitem__("operating_system_family",
+                                                              ["WINDOWS_SERVER_2022_CORE"])),
         # Metrics: names, dimension and namespace against the manifest's "metrics".
         ("an alarm reads a misspelt metric", "'EmailsStoredd' with Service='worker' is not emitted",
          lambda c, m: _alarm(c, "store_failures").__setitem__("metric_name", ["EmailsStoredd"])),
@@ -1482,9 +1727,10 @@ def main(argv: list[str] | None = None) -> int:
         for err in errors:
             print(f"  - {err}")
         return 1
-    print("test_consistency: environment variables, IAM actions, health check path and port, timeouts, the claim "
-          "check's staging prefix (IAM scoping, lifecycle rule, queue size), and the metrics of the dashboard and "
-          "alarms match the manifest; every alarm notifies alarm_actions")
+    print("test_consistency: environment variables (and the values the binaries accept), IAM actions, health "
+          "check path and port, timeouts, the claim check's staging prefix (IAM scoping, lifecycle rule, queue "
+          "size), one key layout, one architecture, and the metrics of the dashboard and alarms match the "
+          "manifest; every alarm notifies alarm_actions")
     return 0
 
 

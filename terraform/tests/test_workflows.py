@@ -20,7 +20,10 @@ pipeline passes every linter and still goes wrong on a real repository:
   exact provider version, one moto version (requirements-dev.txt and
   compose.yaml); the arm64 Lambda build runs on pull requests;
 - the scripts the workflows run exist, and scripts/deploy-settings.sh reads
-  the real tfvars file and refuses bad ones.
+  the real tfvars file, refuses bad ones, and falls back to the variables'
+  own defaults (variables.tf) for what the file leaves out;
+- architecture: the Lambda zips the Terraform workflow builds and the deploy
+  uploads are those of the architecture production.tfvars.json names.
 
 Run by scripts/check-workflows.sh (python terraform/tests/test_workflows.py).
 """
@@ -37,6 +40,7 @@ import unittest
 from pathlib import Path
 from typing import Any, Iterator
 
+import hcl2
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +89,14 @@ def jobs(wf: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def text_of(value: Any) -> str:
     return json.dumps(value)
+
+
+def variable_defaults() -> dict[str, Any]:
+    """Each variable's default in terraform/variables.tf."""
+    with (TF / "variables.tf").open(encoding="utf-8") as f:
+        parsed = hcl2.load(f)
+    return {name: body.get("default", [None])[0] for block in parsed.get("variable", [])
+            for name, body in block.items()}
 
 
 class ChainingTest(unittest.TestCase):
@@ -211,9 +223,11 @@ class VariablesTest(unittest.TestCase):
         settings = dict(line.split("=", 1) for line in out.splitlines())
         self.assertEqual(settings["hosting"], TFVARS["hosting"])
         self.assertEqual(settings["name"], TFVARS.get("name", "queue2bucket"))
+        self.assertEqual(settings["architecture"], TFVARS.get("architecture", variable_defaults()["architecture"]))
         bad_cases = [
             ({**TFVARS, "hosting": "ec2"}, {}, "hosting"),
             ({**TFVARS, "region": 5}, {}, "region"),
+            ({**TFVARS, "architecture": "amd64"}, {}, "architecture"),
             (TFVARS, {"GITHUB_REPOSITORY": "someone/else"}, "someone/else"),
         ]
         for data, extra, needle in bad_cases:
@@ -223,6 +237,43 @@ class VariablesTest(unittest.TestCase):
                 r = subprocess.run([str(script)], capture_output=True, text=True, env={**env, "TFVARS": f.name, **extra})
             self.assertNotEqual(r.returncode, 0, f"accepted {data} {extra}")
             self.assertIn(needle, r.stderr)
+
+
+    def test_deploy_settings_defaults_are_the_variables_defaults(self) -> None:
+        """What the file leaves out, the workflows take as Terraform does."""
+        keys = {"hosting": "hosting", "name": "name", "region": "region", "architecture": "architecture",
+                "state_key": "terraform_state_key"}
+        minimal = {k: TFVARS[k] for k in ("github_repository", "terraform_state_bucket")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(minimal, f)
+            f.flush()
+            out = subprocess.run([str(REPO / "scripts" / "deploy-settings.sh")], capture_output=True, text=True,
+                                 env={**env, "TFVARS": f.name}, check=True).stdout
+        settings = dict(line.split("=", 1) for line in out.splitlines())
+        defaults = variable_defaults()
+        for output, variable in keys.items():
+            self.assertEqual(settings[output], defaults[variable], f"deploy-settings.sh's default for {variable}")
+
+
+class ArchitectureTest(unittest.TestCase):
+    def test_lambda_zips_are_those_of_the_architecture(self) -> None:
+        """The deploy uploads, and the Terraform workflow builds, the zips of
+        the architecture deploy-settings.sh reads from production.tfvars.json."""
+        deploy = load("deploy.yml")
+        self.assertEqual(deploy["jobs"]["settings"]["outputs"]["architecture"],
+                         "${{ steps.settings.outputs.architecture }}")
+        steps = [s for s in deploy["jobs"]["lambda"]["steps"] if "scripts/deploy.sh" in s.get("run", "")]
+        self.assertEqual(len(steps), 1)
+        self.assertEqual(steps[0]["run"], 'scripts/deploy.sh lambda "$DIR/$ARCHITECTURE"')
+        self.assertEqual(steps[0]["env"]["ARCHITECTURE"], "${{ needs.settings.outputs.architecture }}")
+        terraform = load("terraform.yml")
+        self.assertEqual(terraform["jobs"]["settings"]["outputs"]["architecture"],
+                         "${{ steps.settings.outputs.architecture }}")
+        builds = [s for s in terraform["jobs"]["lambda-zips"]["steps"] if "scripts/lambda-arm64.sh" in s.get("run", "")]
+        self.assertEqual(len(builds), 1)
+        self.assertEqual(builds[0]["run"], 'scripts/lambda-arm64.sh "$ARCHITECTURE"')
+        self.assertEqual(builds[0]["env"]["ARCHITECTURE"], "${{ needs.settings.outputs.architecture }}")
 
 
 class ConcurrencyTest(unittest.TestCase):
