@@ -226,6 +226,30 @@ def start_api(endpoint, queue_url, param="/bench/token", extra=None, binary=None
     return p, f"http://127.0.0.1:{port}"
 
 
+def drain_stub_backlog(stub_port, count, binary=None, stub_args=()):
+    """Starts a stub holding `count` messages and a worker on it; waits until
+    all are deleted. Answers the stub's final stats, the seconds from first
+    receive to last delete, the worker's CPU seconds and its peak RSS."""
+    stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN,
+                  "--backlog", count, *stub_args], name="stub")
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    wait_http(f"{stub_url}/stats")
+    env = aws_env(stub_url) | {"SQS_QUEUE_URL": f"{stub_url}/123456789012/bench",
+                               "S3_BUCKET_NAME": "bench"}
+    worker = start([binary or Q2B, "worker"], env)
+    t0 = time.time()
+    while get_json(f"{stub_url}/stats")["deleted"] < count:
+        if time.time() - t0 > 300:
+            raise SystemExit("the worker did not drain the stub's backlog in 5 minutes")
+        time.sleep(0.1)
+    stats = get_json(f"{stub_url}/stats")
+    seconds = stats["last_delete_s"] - stats["first_receive_s"]
+    cpu, rss = cpu_s(worker), peak_rss_mb(worker)
+    stop(worker)
+    stop(stub)
+    return stats, seconds, cpu, rss
+
+
 def bench_stub(results, script):
     """Our own cost: the API and the worker against the instant-answer stub,
     the API next to a bare axum handler at the same concurrency levels."""
@@ -293,26 +317,12 @@ def bench_stub(results, script):
     stop(stub)
 
     # Worker against a backlog held by the stub.
-    stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN,
-                  "--backlog", BACKLOG], name="stub")
-    wait_http(f"{stub_url}/stats")
-    env = aws_env(stub_url) | {"SQS_QUEUE_URL": f"{stub_url}/123456789012/bench",
-                               "S3_BUCKET_NAME": "bench"}
-    worker = start([Q2B, "worker"], env)
-    t0 = time.time()
-    while get_json(f"{stub_url}/stats")["deleted"] < BACKLOG:
-        if time.time() - t0 > 300:
-            raise SystemExit("the worker did not drain the stub's backlog in 5 minutes")
-        time.sleep(0.1)
-    stats = get_json(f"{stub_url}/stats")
-    seconds = stats["last_delete_s"] - stats["first_receive_s"]
+    stats, seconds, _, rss = drain_stub_backlog(stub_port, BACKLOG)
     results["worker"]["stub"] = {
         "messages": BACKLOG, "seconds": seconds, "per_second": BACKLOG / seconds,
         "objects": stats["objects"], "puts": stats["put"], "deleted": stats["deleted"],
     }
-    results["rss_mb"]["worker (stub)"] = peak_rss_mb(worker)
-    stop(worker)
-    stop(stub)
+    results["rss_mb"]["worker (stub)"] = rss
 
 
 STATIC = ROOT / "target" / "x86_64-unknown-linux-musl" / "release" / "queue2bucket"
@@ -355,23 +365,9 @@ def bench_static(results, script):
         stop(apis[key][0])
     stop(stub)
     for key, binary in builds.items():
-        stub = start([BENCH, "stub", "--port", stub_port, "--token", TOKEN,
-                      "--backlog", BACKLOG], name="stub")
-        wait_http(f"{stub_url}/stats")
-        env = aws_env(stub_url) | {"SQS_QUEUE_URL": queue, "S3_BUCKET_NAME": "bench"}
-        worker = start([binary, "worker"], env)
-        t0 = time.time()
-        while get_json(f"{stub_url}/stats")["deleted"] < BACKLOG:
-            if time.time() - t0 > 300:
-                raise SystemExit("the worker did not drain the stub's backlog in 5 minutes")
-            time.sleep(0.1)
-        stats = get_json(f"{stub_url}/stats")
-        seconds = stats["last_delete_s"] - stats["first_receive_s"]
-        out["worker"][key] = {"per_second": BACKLOG / seconds,
-                              "cpu_us": cpu_s(worker) / BACKLOG * 1e6}
-        out["rss_mb"][f"worker, {key}"] = peak_rss_mb(worker)
-        stop(worker)
-        stop(stub)
+        _, seconds, cpu, rss = drain_stub_backlog(stub_port, BACKLOG, binary)
+        out["worker"][key] = {"per_second": BACKLOG / seconds, "cpu_us": cpu / BACKLOG * 1e6}
+        out["rss_mb"][f"worker, {key}"] = rss
 
 
 def bench_metrics(results, script):
@@ -456,25 +452,11 @@ def bench_large(results, script):
 
     for name, size in LARGE.items():
         claims = size > 1_000_000
-        args = [BENCH, "stub", "--port", stub_port, "--token", TOKEN, "--backlog", 500,
-                "--email-bytes", size] + (["--claims"] if claims else [])
-        stub = start(args, name="stub")
-        wait_http(f"{stub_url}/stats")
-        env = aws_env(stub_url) | {"SQS_QUEUE_URL": f"{stub_url}/123456789012/bench",
-                                   "S3_BUCKET_NAME": "bench"}
-        worker = start([Q2B, "worker"], env)
-        t0 = time.time()
-        while get_json(f"{stub_url}/stats")["deleted"] < 500:
-            if time.time() - t0 > 300:
-                raise SystemExit("the worker did not drain the large backlog in 5 minutes")
-            time.sleep(0.1)
-        stats = get_json(f"{stub_url}/stats")
-        seconds = stats["last_delete_s"] - stats["first_receive_s"]
+        stats, seconds, _, rss = drain_stub_backlog(
+            stub_port, 500, stub_args=["--email-bytes", size] + (["--claims"] if claims else []))
         out["worker"][name] = {"messages": 500, "per_second": 500 / seconds,
                                "mb_per_s": stats["put_bytes"] / seconds / 1e6}
-        out["rss_mb"][f"worker, {name} backlog"] = peak_rss_mb(worker)
-        stop(worker)
-        stop(stub)
+        out["rss_mb"][f"worker, {name} backlog"] = rss
 
     data = tmp / "local"
     port = free_port()

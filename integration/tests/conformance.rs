@@ -371,15 +371,15 @@ async fn over_http(base: &str, case: &Case) -> (u16, String, BTreeMap<String, St
 }
 
 fn lambda_api(runtime: &FakeRuntime, moto: &Moto, stack: &Stack) -> Process {
-    let mut command = integration::command_at(
-        &bin_path("queue2bucket-api"),
-        &[],
-        &env_of(&[
-            &moto.env(),
-            &stack.api_env(),
-            &runtime.env("queue2bucket-api"),
-        ]),
-    );
+    lambda_api_with(runtime, &[&moto.env(), &stack.api_env()])
+}
+
+/// The HTTP function under `runtime`, with the environment of `env`.
+fn lambda_api_with(runtime: &FakeRuntime, env: &[&[(String, String)]]) -> Process {
+    let mut all = env.to_vec();
+    let own = runtime.env("queue2bucket-api");
+    all.push(&own);
+    let mut command = integration::command_at(&bin_path("queue2bucket-api"), &[], &env_of(&all));
     command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
     Process::spawn("queue2bucket-api", command)
 }
@@ -800,18 +800,7 @@ async fn the_functions_answer_within_their_deadline_when_aws_hangs() {
     let timeout = Duration::from_secs(3);
 
     let runtime = FakeRuntime::start().await;
-    let mut command = integration::command_at(
-        &bin_path("queue2bucket-api"),
-        &[],
-        &env_of(&[
-            &moto.env(),
-            &proxy.env(),
-            &stack.api_env(),
-            &runtime.env("queue2bucket-api"),
-        ]),
-    );
-    command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
-    let api = Process::spawn("queue2bucket-api", command);
+    let api = lambda_api_with(&runtime, &[&moto.env(), &proxy.env(), &stack.api_env()]);
     let post = cases(&stack.token)
         .into_iter()
         .find(|c| matches!(c.expect, Expect::Queued))
@@ -882,18 +871,14 @@ async fn large_emails_pass_every_lambda_front_door_within_its_limit() {
     let moto = Moto::start().await;
     let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
     let runtime = FakeRuntime::start().await;
-    let mut command = integration::command_at(
-        &bin_path("queue2bucket-api"),
-        &[],
-        &env_of(&[
+    let function = lambda_api_with(
+        &runtime,
+        &[
             &moto.env(),
             &stack.api_env(),
             &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
-            &runtime.env("queue2bucket-api"),
-        ]),
+        ],
     );
-    command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
-    let function = Process::spawn("queue2bucket-api", command);
     let template = cases(&stack.token)
         .into_iter()
         .find(|c| matches!(c.expect, Expect::Queued))

@@ -358,6 +358,19 @@ async fn writes_are_conditional_and_never_overwrite() {
     }
 }
 
+/// A first delivery of the API's message for `id`.
+fn received(id: &EmailId, body: String, claim: Option<u64>) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: format!("m-{id}"),
+        receipt: "r".into(),
+        body,
+        email_id: Some(id.to_string()),
+        sent_at_ms: None,
+        claim,
+        receive_count: 1,
+    }
+}
+
 /// Both key layouts store each email once, below the prefix (where the
 /// worker's IAM scope allows writes), and every delivery finds the same key.
 #[tokio::test(flavor = "multi_thread")]
@@ -367,15 +380,7 @@ async fn every_key_layout_stores_once_below_the_prefix() {
             let prefix = KeyPrefix::parse("tenant/emails/").unwrap();
             let storer = Storer::new(b.bucket.clone(), Keys::new(prefix, layout));
             let id = EmailId::new();
-            let message = ReceivedMessage {
-                message_id: format!("m-{id}"),
-                receipt: "r".into(),
-                body: DATA.to_owned(),
-                email_id: Some(id.to_string()),
-                sent_at_ms: None,
-                claim: None,
-                receive_count: 1,
-            };
+            let message = received(&id, DATA.to_owned(), None);
             let stored = storer.store(&message).await.unwrap();
             let name = stored
                 .key
@@ -429,15 +434,11 @@ async fn the_claim_check_stores_staged_bytes_once_and_removes_them() {
             "{}: the first copy kept",
             b.name
         );
-        let pointer = ReceivedMessage {
-            message_id: format!("m-{id}"),
-            receipt: "r".into(),
-            body: format!(r#"{{"staged":"{key}","bytes":{}}}"#, data.len()),
-            email_id: Some(id.to_string()),
-            sent_at_ms: None,
-            claim: Some(data.len() as u64),
-            receive_count: 1,
-        };
+        let pointer = received(
+            &id,
+            format!(r#"{{"staged":"{key}","bytes":{}}}"#, data.len()),
+            Some(data.len() as u64),
+        );
         let stored = storer.store(&pointer).await.unwrap();
         assert_eq!(stored.outcome, PutOutcome::Created, "{}", b.name);
         assert_eq!(
