@@ -9,8 +9,10 @@
 #   rehearsal can tell who made each call). skip_metadata_api_check keeps the
 #   provider from probing the EC2 instance metadata address, off loopback.
 # - Path-style S3 requests: moto is an IP address, not a DNS name.
-# - max_retries = 1: an operation moto does not support fails at once instead
-#   of being retried for about 15 minutes.
+# - max_retries = 3: an operation moto does not support fails within seconds
+#   instead of being retried for about 15 minutes (the default 25 attempts),
+#   while a connection the emulator drops under load ("use of closed network
+#   connection", seen once in CI) is still retried, as the SDK does against AWS.
 
 terraform {
   backend "local" {}
@@ -19,7 +21,7 @@ terraform {
 provider "aws" {
   skip_metadata_api_check = true
   s3_use_path_style       = true
-  max_retries             = 1
+  max_retries             = 3
 
   endpoints {
     applicationautoscaling = var.rehearsal_endpoint

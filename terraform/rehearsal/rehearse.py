@@ -635,6 +635,8 @@ class Rehearsal:
         output = log.read_text(errors="replace")
         for line in output.splitlines():
             self.say(f"   | {line}")
+        if expect_failure and code != 0:
+            self.say(f"   scripts/{script} refused, as it should (exit code {code})")
         if expect_failure and code == 0:
             raise Failure(f"scripts/{script} {' '.join(args)} succeeded, but should have failed")
         if code != 0 and not expect_failure:
