@@ -48,6 +48,9 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 CONCURRENCY = (1, 10, 50, 100)       # wrk connections, stub and local mode
 MOTO_CONCURRENCY = (1, 10)           # clients against moto (it serves ~100/s)
 BACKLOG = 10_000                     # messages for the worker, stub and local
+# RUNTIME_THREADS of the API and the worker on the stub: 1, as Terraform sets
+# it on tasks under 2 vCPUs (the default), and 2, a thread per CPU here.
+API_THREADS = {"stub": "1", "stub, 2 threads": "2"}
 TOKEN = "bench-token"
 DATA = ('{"email_subject":"Hello","email_sender":"alice@example.com",'
         '"email_timestream":"1732780800","email_content":"Hi Bob"}')
@@ -226,7 +229,7 @@ def start_api(endpoint, queue_url, param="/bench/token", extra=None, binary=None
     return p, f"http://127.0.0.1:{port}"
 
 
-def drain_stub_backlog(stub_port, count, binary=None, stub_args=()):
+def drain_stub_backlog(stub_port, count, binary=None, stub_args=(), extra=None):
     """Starts a stub holding `count` messages and a worker on it; waits until
     all are deleted. Answers the stub's final stats, the seconds from first
     receive to last delete, the worker's CPU seconds and its peak RSS."""
@@ -235,7 +238,7 @@ def drain_stub_backlog(stub_port, count, binary=None, stub_args=()):
     stub_url = f"http://127.0.0.1:{stub_port}"
     wait_http(f"{stub_url}/stats")
     env = aws_env(stub_url) | {"SQS_QUEUE_URL": f"{stub_url}/123456789012/bench",
-                               "S3_BUCKET_NAME": "bench"}
+                               "S3_BUCKET_NAME": "bench"} | (extra or {})
     worker = start([binary or Q2B, "worker"], env)
     t0 = time.time()
     while get_json(f"{stub_url}/stats")["deleted"] < count:
@@ -259,36 +262,46 @@ def bench_stub(results, script):
     stub_url = f"http://127.0.0.1:{stub_port}"
     wait_http(f"{stub_url}/stats")
     wait_http(f"http://127.0.0.1:{bare_port}/")
-    api, api_url = start_api(stub_url, f"{stub_url}/123456789012/bench")
+    # The API as Terraform runs it on a task under 2 vCPUs (RUNTIME_THREADS=1),
+    # and with a thread per CPU of this machine, tokio's default.
+    apis = {key: start_api(stub_url, f"{stub_url}/123456789012/bench",
+                           extra={"RUNTIME_THREADS": threads})
+            for key, threads in API_THREADS.items()}
     # Warm up: token read, connections open.
-    wrk(f"{api_url}/email", 10, script)
+    for _, url in apis.values():
+        wrk(f"{url}/email", 10, script)
     sent_before = get_json(f"{stub_url}/stats")["sent"]
-    runs = {"bare": {}, "stub": {}}
+    runs = {"bare": {}} | {key: {} for key in apis}
     # CPU per request of each process, by connections: where the time goes.
-    cpu = {"bare": {}, "stub": {}}
+    cpu = {"bare": {}} | {key: {} for key in apis}
     for c in CONCURRENCY:
-        samples = {"bare": [], "stub": [], "cpu bare": [], "cpu stub": []}
+        # The thread comparison where the batches fill: 10 and 50 connections.
+        measured = [key for key in apis if key == "stub" or c in (10, 50)]
+        samples = {key: [] for key in ["bare", *measured]}
+        cpu_samples = {key: [] for key in ["bare", *measured]}
         for _ in range(REPEATS):
             before = cpu_s(bare)
             r = wrk(f"http://127.0.0.1:{bare_port}/email", c, script)
             samples["bare"].append(r)
-            samples["cpu bare"].append({"server_us": (cpu_s(bare) - before) / r["requests"] * 1e6,
+            cpu_samples["bare"].append({"server_us": (cpu_s(bare) - before) / r["requests"] * 1e6,
                                         "wrk_us": r["client_cpu_s"] / r["requests"] * 1e6})
-            before, stub_before = (cpu_s(api), cpu_s(stub)), get_json(f"{stub_url}/stats")
-            r = wrk(f"{api_url}/email", c, script)
-            samples["stub"].append(r)
-            stats = get_json(f"{stub_url}/stats")
-            calls = max(stats["send_calls"] - stub_before["send_calls"], 1)
-            stub_cpu = cpu_s(stub) - before[1]
-            samples["cpu stub"].append({
-                "server_us": (cpu_s(api) - before[0]) / r["requests"] * 1e6,
-                "wrk_us": r["client_cpu_s"] / r["requests"] * 1e6,
-                "stub_us": stub_cpu / r["requests"] * 1e6,
-                "stub_us_per_call": stub_cpu / calls * 1e6,
-                "messages_per_call": (stats["sent"] - stub_before["sent"]) / calls})
-        runs["bare"][c], runs["stub"][c] = median_of(samples["bare"]), median_of(samples["stub"])
-        cpu["bare"][c], cpu["stub"][c] = median_of(samples["cpu bare"]), median_of(samples["cpu stub"])
-    accepted = sum(r["requests"] - r["non2xx"] for r in runs["stub"].values())
+            for key in measured:
+                api, api_url = apis[key]
+                before, stub_before = (cpu_s(api), cpu_s(stub)), get_json(f"{stub_url}/stats")
+                r = wrk(f"{api_url}/email", c, script)
+                samples[key].append(r)
+                stats = get_json(f"{stub_url}/stats")
+                calls = max(stats["send_calls"] - stub_before["send_calls"], 1)
+                stub_cpu = cpu_s(stub) - before[1]
+                cpu_samples[key].append({
+                    "server_us": (cpu_s(api) - before[0]) / r["requests"] * 1e6,
+                    "wrk_us": r["client_cpu_s"] / r["requests"] * 1e6,
+                    "stub_us": stub_cpu / r["requests"] * 1e6,
+                    "stub_us_per_call": stub_cpu / calls * 1e6,
+                    "messages_per_call": (stats["sent"] - stub_before["sent"]) / calls})
+        for key in samples:
+            runs[key][c], cpu[key][c] = median_of(samples[key]), median_of(cpu_samples[key])
+    accepted = sum(r["requests"] - r["non2xx"] for key in apis for r in runs[key].values())
     sent = get_json(f"{stub_url}/stats")["sent"] - sent_before
     # The AWS SDK alone: one SendMessage per message straight to the stub, no
     # HTTP server in front. What one SQS round trip costs here.
@@ -308,21 +321,26 @@ def bench_stub(results, script):
         "non2xx": sum(r["non2xx"] for r in runs["stub"].values()),
         # wrk stops counting at its deadline, so a request in flight then may
         # be sent without being counted: sent >= accepted, by at most c.
-        "ok": accepted <= sent <= accepted + max(CONCURRENCY) * len(CONCURRENCY) * REPEATS,
+        "ok": accepted <= sent <= accepted + max(CONCURRENCY) * len(CONCURRENCY) * REPEATS * len(apis),
     }
-    results["rss_mb"]["api (stub)"] = peak_rss_mb(api)
+    results["rss_mb"]["api (stub)"] = peak_rss_mb(apis["stub"][0])
     results["rss_mb"]["bare axum"] = peak_rss_mb(bare)
-    stop(api)
+    for api, _ in apis.values():
+        stop(api)
     stop(bare)
     stop(stub)
 
-    # Worker against a backlog held by the stub.
-    stats, seconds, _, rss = drain_stub_backlog(stub_port, BACKLOG)
-    results["worker"]["stub"] = {
-        "messages": BACKLOG, "seconds": seconds, "per_second": BACKLOG / seconds,
-        "objects": stats["objects"], "puts": stats["put"], "deleted": stats["deleted"],
-    }
-    results["rss_mb"]["worker (stub)"] = rss
+    # Worker against a backlog held by the stub, as for the API.
+    for key, threads in API_THREADS.items():
+        stats, seconds, worker_cpu, rss = drain_stub_backlog(stub_port, BACKLOG,
+                                                             extra={"RUNTIME_THREADS": threads})
+        results["worker"][key] = {
+            "messages": BACKLOG, "seconds": seconds, "per_second": BACKLOG / seconds,
+            "objects": stats["objects"], "puts": stats["put"], "deleted": stats["deleted"],
+            "cpu_us": worker_cpu / BACKLOG * 1e6,
+        }
+        if key == "stub":
+            results["rss_mb"]["worker (stub)"] = rss
 
 
 STATIC = ROOT / "target" / "x86_64-unknown-linux-musl" / "release" / "queue2bucket"
@@ -668,8 +686,10 @@ def bench_local(results, script):
 API_ROWS = [("bare", "bare axum handler (ceiling)"),
             ("sdk", "AWS SDK alone: SendMessage to the stub, no server"),
             ("stub", "API, instant-answer AWS stub"),
+            ("stub, 2 threads", "API, stub, 2 runtime threads"),
             ("local", "API, local mode (`dev`)"), ("moto", "API, moto")]
-WORKER_ROWS = [("stub", "worker, instant-answer AWS stub"), ("local", "worker, local mode (`dev`)"),
+WORKER_ROWS = [("stub", "worker, instant-answer AWS stub"),
+               ("stub, 2 threads", "worker, stub, 2 runtime threads"), ("local", "worker, local mode (`dev`)"),
                ("moto", "worker, moto"), ("moto (trivial consumer)", "trivial consumer, moto")]
 
 
@@ -693,19 +713,35 @@ def ceiling(r, c):
     return http / (http + sqs)
 
 
+def cpu_ratio(r, c, key="stub"):
+    """The API's CPU per request over what serving it cannot avoid: the bare
+    handler's CPU per request plus the AWS SDK's CPU per message when a
+    SendMessage call (the SDK alone, 10 callers) is shared by as many
+    messages as the API's batches held at C connections."""
+    cpu = r["cpu_us"]
+    sdk = cpu["sdk"][10]["client_us_per_call"] / cpu[key][c]["messages_per_call"]
+    return cpu[key][c]["server_us"] / (cpu["bare"][c]["server_us"] + sdk)
+
+
 def cpu_table(r):
     cpu = r["cpu_us"]
     levels = sorted(cpu["bare"], key=int)
     rows = [("bare axum handler", "bare", "server_us"), ("wrk, on the bare handler", "bare", "wrk_us"),
-            ("API (`queue2bucket api`)", "stub", "server_us"), ("wrk, on the API", "stub", "wrk_us"),
+            ("API (`queue2bucket api`, 1 runtime thread)", "stub", "server_us"),
+            ("API, 2 runtime threads", "stub, 2 threads", "server_us"),
+            ("wrk, on the API", "stub", "wrk_us"),
             ("stub, on the API's calls", "stub", "stub_us")]
     out = ["", "### API: CPU time per request (stub runs)", "",
            "| process | " + " | ".join(f"{c} conn." for c in levels) + " |",
            "|---" * (len(levels) + 1) + "|"]
     for name, run, key in rows:
-        out.append(f"| {name} | " + " | ".join(f'{cpu[run][c][key]:.1f} µs' for c in levels) + " |")
+        if run in cpu:
+            out.append(f"| {name} | " + " | ".join(
+                f'{cpu[run][c][key]:.1f} µs' if c in cpu[run] else "–" for c in levels) + " |")
     out.append("| messages per SendMessageBatch call | "
                + " | ".join(f'{cpu["stub"][c]["messages_per_call"]:.1f}' for c in levels) + " |")
+    out.append("| API ÷ (bare handler + SDK alone per message at that batch size) | "
+               + " | ".join(f"{cpu_ratio(r, c):.2f}" if c >= 10 else "–" for c in levels) + " |")
     out.append("| ceiling for the API if its own work were free | "
                # Only a bound where the bare run keeps the CPUs busy.
                + " | ".join(f"{ceiling(r, c):.0%} of bare" if c >= 10 else "–" for c in levels)
@@ -735,12 +771,13 @@ def table(r):
     if "cpu_us" in r:
         out += cpu_table(r)
     out += ["", "### Worker: messages stored and deleted", "",
-            "| backend | backlog | messages/s | objects |", "|---|---|---|---|"]
+            "| backend | backlog | messages/s | CPU per message | objects |", "|---|---|---|---|---|"]
     for key, name in WORKER_ROWS:
         if key in worker:
             w = worker[key]
             objects = f'{w["objects"]:,}' if "objects" in w else "–"
-            out.append(f'| {name} | {w["messages"]:,} | {w["per_second"]:,.0f} | {objects} |')
+            cpu = f'{w["cpu_us"]:.0f} µs' if "cpu_us" in w else "–"
+            out.append(f'| {name} | {w["messages"]:,} | {w["per_second"]:,.0f} | {cpu} | {objects} |')
     out += ["", "### Peak RSS", "", "| process | MB |", "|---|---|"]
     out += [f"| {k} | {v:.1f} |" for k, v in rss.items()]
 
@@ -752,6 +789,13 @@ def table(r):
             checks.append((f"API vs bare axum, {c} connections", "≥ 50 %",
                            f"{ratio:.0%} (ceiling here {ceiling(r, c):.0%}, see CPU time)",
                            ratio >= 0.5))
+        if "stub, 2 threads" in r["cpu_us"]:
+            for c, limit in ((50, 1.5), (10, 2.0)):
+                ratio = cpu_ratio(r, c)
+                checks.append((f"API CPU per request ÷ (bare + SDK per message), {c} connections",
+                               f"≤ {limit}", f'{ratio:.2f} ({r["cpu_us"]["stub"][c]["server_us"]:.1f} µs; '
+                               f'2 runtime threads: {cpu_ratio(r, c, "stub, 2 threads"):.2f})',
+                               ratio <= limit))
         checks.append(("API p99, 50 connections (stub)", "< 5 ms",
                        f'{s[50]["p99_ms"]:.2f} ms', s[50]["p99_ms"] < 5))
         checks.append(("API peak RSS (stub)", "< 25 MB", f'{rss["api (stub)"]:.1f} MB',
@@ -765,6 +809,11 @@ def table(r):
                        w["per_second"] >= 2000))
         checks.append(("worker objects = messages (stub)", "equal",
                        f'{w["objects"]:,} / {w["messages"]:,}', w["objects"] == w["messages"]))
+        if "cpu_us" in w and "stub, 2 threads" in worker:
+            w2 = worker["stub, 2 threads"]
+            checks.append(("worker CPU per message, 1 vs 2 runtime threads (stub)", "≤ 100 %",
+                           f'{w["cpu_us"] / w2["cpu_us"]:.0%} ({w["cpu_us"]:.0f} vs {w2["cpu_us"]:.0f} µs)',
+                           w["cpu_us"] <= w2["cpu_us"]))
     if "local" in api:
         l50 = api["local"][50]
         checks.append(("local mode, 50 connections", "≥ 5,000 req/s", f'{l50["rps"]:,.0f} req/s',
@@ -903,7 +952,7 @@ def svg_chart(r):
     # Worker panel.
     x0, x1 = 660, 910
     axis(x0, x1, "worker messages/s (log scale)")
-    wkeys = [k for k, _ in WORKER_ROWS if k in worker]
+    wkeys = [k for k, _ in WORKER_ROWS if k in worker and k in colors]
     bar = (x1 - x0 - 20) / max(len(wkeys), 1)
     for j, k in enumerate(wkeys):
         v = worker[k]["per_second"]

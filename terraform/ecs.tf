@@ -46,6 +46,7 @@ locals {
       { name = "S3_STAGING_PREFIX", value = var.s3_staging_prefix },
       { name = "PORT", value = tostring(var.container_port) },
       { name = "KEEP_ALIVE_TIMEOUT", value = tostring(var.api_keep_alive_timeout) },
+      { name = "RUNTIME_THREADS", value = tostring(local.api_runtime_threads) },
       { name = "METRICS_NAMESPACE", value = var.metrics_namespace },
     ]
 
@@ -85,6 +86,7 @@ locals {
       { name = "S3_KEY_LAYOUT", value = var.s3_key_layout },
       { name = "S3_STAGING_PREFIX", value = var.s3_staging_prefix },
       { name = "POLL_INTERVAL", value = tostring(var.worker_poll_interval) },
+      { name = "RUNTIME_THREADS", value = tostring(local.worker_runtime_threads) },
       { name = "METRICS_NAMESPACE", value = var.metrics_namespace },
     ]
 

@@ -44,6 +44,7 @@ locals {
     S3_BUCKET_NAME    = aws_s3_bucket.emails.bucket
     S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
+    RUNTIME_THREADS   = tostring(local.lambda_api_runtime_threads)
   }
 
   lambda_worker_environment = {
@@ -52,6 +53,7 @@ locals {
     S3_KEY_LAYOUT     = var.s3_key_layout
     S3_STAGING_PREFIX = var.s3_staging_prefix
     METRICS_NAMESPACE = var.metrics_namespace
+    RUNTIME_THREADS   = tostring(local.lambda_worker_runtime_threads)
   }
 }
 

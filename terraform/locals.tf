@@ -56,6 +56,15 @@ locals {
   lambda_worker_name  = "${var.name}-worker"
   lambda_use_s3       = var.lambda_s3_bucket != null
 
+  # RUNTIME_THREADS: one async-runtime thread per whole vCPU, at least one.
+  # A task or function sees the host's CPUs, not its share of them, and more
+  # threads than vCPUs spend the share waking each other (README, Benchmarks).
+  # Fargate: 1024 CPU units a vCPU; Lambda: one vCPU per 1,769 MB of memory.
+  api_runtime_threads           = max(1, floor(var.api_cpu / 1024))
+  worker_runtime_threads        = max(1, floor(var.worker_cpu / 1024))
+  lambda_api_runtime_threads    = max(1, floor(var.lambda_api_memory / 1769))
+  lambda_worker_runtime_threads = max(1, floor(var.lambda_worker_memory / 1769))
+
   # The one architecture variable, as ECS spells it (runtime_platform's
   # cpu_architecture: ARM64 or X86_64); Lambda takes var.architecture as is.
   ecs_cpu_architecture = upper(var.architecture)

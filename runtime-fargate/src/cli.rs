@@ -2,6 +2,7 @@
 //! variable of the same name; `queue2bucket <command> --help` lists them.
 
 use clap::{Parser, Subcommand};
+use handlers::runtime::RuntimeArgs;
 
 #[cfg(feature = "local")]
 use crate::dev::DevArgs;
@@ -39,4 +40,15 @@ pub enum Command {
     /// Print, as JSON, the environment variables and AWS actions of each component.
     #[command(hide = true)]
     Manifest,
+}
+
+impl Command {
+    /// The runtime settings of the command; the defaults for those without.
+    pub fn runtime(&self) -> RuntimeArgs {
+        match self {
+            Command::Api(args) => args.runtime.clone(),
+            Command::Worker(args) => args.runtime.clone(),
+            _ => RuntimeArgs::default(),
+        }
+    }
 }

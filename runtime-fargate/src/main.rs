@@ -11,10 +11,20 @@ use runtime_fargate::{health, manifest, redrive, shutdown, startup, status};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let runtime = match cli.command.runtime().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("queue2bucket: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
         Command::Api(args) => {
             telemetry::init(args.common.log.log_format, "info");
             if let Err(e) = startup::run_api(args, shutdown::on_signal()).await {

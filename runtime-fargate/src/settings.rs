@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use handlers::metrics::MetricsArgs;
+use handlers::runtime::RuntimeArgs;
 use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, QueueArgs, StoreArgs, seconds};
 
 use crate::idle::IdleLimits;
@@ -67,6 +68,8 @@ pub struct ApiArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -84,6 +87,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,

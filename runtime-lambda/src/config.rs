@@ -6,6 +6,7 @@ use clap::Parser;
 #[cfg(feature = "local")]
 use handlers::local::{DataDir, LocalArgs, LocalError};
 use handlers::metrics::MetricsArgs;
+use handlers::runtime::RuntimeArgs;
 use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, StoreArgs};
 
 /// `queue2bucket-api` on AWS.
@@ -19,6 +20,8 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -30,6 +33,8 @@ pub struct WorkerConfig {
     pub store: StoreArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -56,6 +61,19 @@ pub const LOCAL_METRICS: MetricsArgs = MetricsArgs {
     metrics_format: handlers::metrics::MetricsFormat::Off,
     metrics_namespace: String::new(),
 };
+
+/// The runtime settings alone, read before the runtime that reads the rest.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "runtime")]
+struct RuntimeConfig {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// The function's async runtime, sized by `RUNTIME_THREADS`.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    from_env::<RuntimeConfig>().runtime.build()
+}
 
 /// Parses `T` from the environment, or prints which variable is missing or
 /// malformed and exits, which Lambda reports as an init error.

@@ -3,22 +3,23 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use runtime_lambda::{deadline, manifest, sqs};
+use runtime_lambda::{config, deadline, manifest, sqs};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+fn main() -> Result<(), lambda_runtime::Error> {
     if manifest::print_if_requested(manifest::worker) {
         return Ok(());
     }
-    let storer = sqs::storer().await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let storer = storer.clone();
-        let deadline = deadline::of(&event.context);
-        async move {
-            let response = sqs::handle(&storer, event.payload, deadline).await;
-            handlers::metrics::flush();
-            Ok::<_, lambda_runtime::Error>(response)
-        }
-    }))
-    .await
+    config::runtime()?.block_on(async {
+        let storer = sqs::storer().await?;
+        lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+            let storer = storer.clone();
+            let deadline = deadline::of(&event.context);
+            async move {
+                let response = sqs::handle(&storer, event.payload, deadline).await;
+                handlers::metrics::flush();
+                Ok::<_, lambda_runtime::Error>(response)
+            }
+        }))
+        .await
+    })
 }
