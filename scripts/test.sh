@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that passes all the tests, locally and in CI:
 #   formatting, lints, unit tests, the black-box tests against moto on
-#   loopback (pipeline, contract, conformance, faults, hostile input), a
+#   loopback (pipeline, contract, conformance, faults, hostile input), the
+#   pipeline suite again against the static musl binary of the image, a
 #   schemathesis run, a bounded fuzzing run of the parser, the offline checks of terraform/, the workflows and the
 #   Dockerfile, and the deploy rehearsal (terraform/ applied to moto, the binaries run on what it created).
 #   It installs what it needs into ./.venv first (scripts/setup.sh).
@@ -25,6 +26,9 @@ cargo build --workspace --bins --locked
 
 step "cargo test (unit + integration against moto)"
 cargo test --workspace --locked
+
+step "static binary: queue2bucket as the image carries it (musl, cargo-zigbuild), the moto pipeline suite against it"
+scripts/static-binary.sh --profile dev
 
 step "schemathesis: the API against its OpenAPI document"
 Q2B_BIN=target/debug/queue2bucket scripts/schemathesis.sh

@@ -6,8 +6,9 @@ use handlers::telemetry;
 use runtime_fargate::cli::{Cli, Command};
 use runtime_fargate::{health, manifest, redrive, shutdown, startup, status};
 
-// See runtime-fargate/Cargo.toml: the static build's allocator.
-#[cfg(target_env = "musl")]
+// mimalloc, on glibc as on the image's static musl build: musl's own malloc
+// cost the API 23 % more RSS, and on glibc mimalloc takes a tenth off the
+// CPU per accepted email (bench, 10 connections; runtime-fargate/Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
