@@ -50,13 +50,13 @@ for arch in "${archs[@]}"; do
     arm64)
       rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
         rustup target add aarch64-unknown-linux-gnu
-      cargo lambda build --release --arm64 --output-format zip --lambda-dir target/lambda/arm64 \
+      cargo lambda build --profile lambda --arm64 --output-format zip --lambda-dir target/lambda/arm64 \
         -p runtime-lambda --no-default-features
       ;;
     x86_64)
       rustup target list --installed | grep -qx x86_64-unknown-linux-gnu ||
         rustup target add x86_64-unknown-linux-gnu
-      cargo lambda build --release --x86-64 --output-format zip --lambda-dir target/lambda/x86_64 \
+      cargo lambda build --profile lambda --x86-64 --output-format zip --lambda-dir target/lambda/x86_64 \
         -p runtime-lambda --no-default-features
       ;;
   esac

@@ -12,11 +12,13 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
-cargo lambda build --release --x86-64 --output-format zip --lambda-dir target/lambda/x86_64 \
+cargo lambda build --profile lambda --x86-64 --output-format zip --lambda-dir target/lambda/x86_64 \
   -p runtime-lambda --no-default-features
 # The same build as scripts/bench.sh, so that the two share their artifacts.
 cargo build --release --locked -p runtime-fargate -p bench --bins
 
+# As Terraform configures functions under 1,769 MB (one vCPU or less).
+export RUNTIME_THREADS=1
 for name in queue2bucket-api queue2bucket-worker; do
   zip=target/lambda/x86_64/$name/bootstrap.zip
   bytes=$(stat -c %s "$zip")

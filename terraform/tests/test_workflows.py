@@ -141,7 +141,7 @@ class ChainingTest(unittest.TestCase):
         job = ci["jobs"]["lambda"]
         self.assertNotIn("if", job, "the arm64 build must run on every pull request")
         self.assertIn("scripts/lambda-arm64.sh", text_of(job))
-        self.assertIn("cargo lambda build --release --arm64", (REPO / "scripts" / "lambda-arm64.sh").read_text())
+        self.assertIn("cargo lambda build --profile lambda --arm64", (REPO / "scripts" / "lambda-arm64.sh").read_text())
 
 
 class RolesTest(unittest.TestCase):
