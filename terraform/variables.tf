@@ -211,7 +211,7 @@ variable "container_user" {
 }
 
 variable "api_cpu" {
-  description = "CPU units of an API task (256 = 0.25 vCPU)."
+  description = "CPU units of an API task (256 = 0.25 vCPU); its RUNTIME_THREADS is the whole vCPUs, at least 1."
   type        = number
   default     = 256
 
@@ -233,7 +233,7 @@ variable "api_memory" {
 }
 
 variable "worker_cpu" {
-  description = "CPU units of a worker task (256 = 0.25 vCPU)."
+  description = "CPU units of a worker task (256 = 0.25 vCPU); its RUNTIME_THREADS is the whole vCPUs, at least 1."
   type        = number
   default     = 256
 
@@ -609,7 +609,7 @@ variable "lambda_worker_s3_key" {
 }
 
 variable "lambda_api_memory" {
-  description = "Memory of the API function in MB."
+  description = "Memory of the API function in MB; its RUNTIME_THREADS is one per 1,769 MB (a vCPU), at least 1."
   type        = number
   default     = 256
 
@@ -631,7 +631,7 @@ variable "lambda_api_timeout" {
 }
 
 variable "lambda_worker_memory" {
-  description = "Memory of the worker function in MB."
+  description = "Memory of the worker function in MB; its RUNTIME_THREADS is one per 1,769 MB (a vCPU), at least 1."
   type        = number
   default     = 256
 
