@@ -322,17 +322,20 @@ async fn a_thousand_emails_through_kills_and_outages_are_each_stored_once() {
     let _: Vec<&Process> = killed_workers.iter().collect();
 }
 
-/// A slow bucket and a short visibility timeout: each PUT takes two and a
-/// half visibility timeouts, yet no message comes back to another receive
-/// loop while the first is still storing it (the worker renews its
-/// visibility as it works), so each is received once and put once.
+/// A slow bucket and a short visibility timeout: each PUT takes over two
+/// visibility timeouts, yet no message comes back to another receive loop
+/// while the first is still storing it (the worker renews its visibility as
+/// it works), so each is received once and put once. (A 4 s timeout leaves a
+/// renewal 2.7 s to reach moto: with 2 s, a moto stalled for 1.3 s by the
+/// other suites on 2 cores once let a message reappear. The PUT's 9 s stay
+/// under the worker's 10 s per attempt.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_bucket_never_makes_a_message_visible_while_it_is_being_stored() {
     let moto = Moto::start().await;
     let stack = Stack::create(
         moto.clients().await,
         StackOptions {
-            visibility_timeout_secs: 2,
+            visibility_timeout_secs: 4,
             max_receive_count: 5,
         },
     )
@@ -343,7 +346,7 @@ async fn a_slow_bucket_never_makes_a_message_visible_while_it_is_being_stored() 
     proxy.set(
         Service::S3,
         Faults {
-            latency: Duration::from_secs(5),
+            latency: Duration::from_secs(9),
             ..Faults::default()
         },
     );
