@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds `queue2bucket` as the container image carries it: fully static
-# (musl), release profile (unless --profile dev), the AWS adapters only, cross-linked with zig
-# through cargo-zigbuild (requirements-dev.txt), exactly the Dockerfile's
-# command. Checks that the result is a static executable of the right
+# (musl), the AWS adapters only, cross-linked with zig through cargo-zigbuild
+# (requirements-dev.txt), with the Dockerfile's command (release profile,
+# unless --profile dev). Checks that the result is a static executable of the right
 # architecture, prints its size, and (for the machine's own architecture)
 # runs the moto end-to-end suite against it: tests/pipeline.rs with
 # Q2B_BIN_DIR pointing at the static binary, its AWS endpoint given as

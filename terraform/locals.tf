@@ -57,7 +57,7 @@ locals {
   lambda_use_s3       = var.lambda_s3_bucket != null
 
   # RUNTIME_THREADS: one async-runtime thread per whole vCPU, at least one.
-  # A task or function sees the host's CPUs, not its share of them, and more
+  # A task or function can see more CPUs than its share of them, and more
   # threads than vCPUs spend the share waking each other (README, Benchmarks).
   # Fargate: 1024 CPU units a vCPU; Lambda: one vCPU per 1,769 MB of memory.
   api_runtime_threads           = max(1, floor(var.api_cpu / 1024))

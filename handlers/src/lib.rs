@@ -9,8 +9,9 @@
 //!   `aws` feature, the embedded ones of the local mode the `local` feature.
 //! - The inbound side: the HTTP API as an axum Router ([`api`]).
 //! - What a runtime needs to start: the settings groups ([`settings`]), the
-//!   async runtime sized from them ([`runtime`]), the logging set-up ([`telemetry`]), building the services from settings
-//!   ([`startup`], and [`local`] for the local mode's data directory), the
+//!   async runtime sized from them ([`runtime`]), the logging set-up
+//!   ([`telemetry`]), building the services from settings ([`startup`], and
+//!   [`local`] for the local mode's data directory), the
 //!   log line per processed message ([`report`]), the metrics
 //!   ([`metrics`]) and the description of a component for the
 //!   infrastructure's checks ([`manifest`]).

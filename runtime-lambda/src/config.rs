@@ -19,6 +19,8 @@ pub struct ApiConfig {
     pub limits: LimitsArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Read first, by [`runtime`]; here so that the manifest and the start-up
+    /// check cover it with the rest.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
@@ -33,6 +35,8 @@ pub struct WorkerConfig {
     pub store: StoreArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Read first, by [`runtime`]; here so that the manifest and the start-up
+    /// check cover it with the rest.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
