@@ -23,7 +23,11 @@ pipeline passes every linter and still goes wrong on a real repository:
   the real tfvars file, refuses bad ones, and falls back to the variables'
   own defaults (variables.tf) for what the file leaves out;
 - architecture: the Lambda zips the Terraform workflow builds and the deploy
-  uploads are those of the architecture production.tfvars.json names.
+  uploads are those of the architecture production.tfvars.json names;
+- the Docker build context: built from the tracked files as .dockerignore
+  filters them, it holds every workspace member's manifest and target sources
+  (cargo loads them all, even to build runtime-fargate alone: `cargo metadata`
+  must succeed in it), and leaves out what the image does not compile.
 
 Run by scripts/check-workflows.sh (python terraform/tests/test_workflows.py).
 """
@@ -32,10 +36,13 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import unittest
 from pathlib import Path
 from typing import Any, Iterator
@@ -99,6 +106,89 @@ def variable_defaults() -> dict[str, Any]:
             for name, body in block.items()}
 
 
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """The rules of a .dockerignore as Docker reads them (moby/patternmatcher):
+    (is an `!` exception, regex). A pattern is a cleaned path without a
+    leading /, matched as Go's filepath.Match does (`*` and `?` stop at /,
+    `[...]` classes, `\\` escapes), plus `**`: any number of directories."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exception = line.startswith("!")
+        pattern = posixpath.normpath(line[1:].strip() if exception else line).lstrip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            c = pattern[i]
+            if pattern.startswith("**", i):
+                i += 2 if pattern[i + 2:i + 3] != "/" else 3
+                regex += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
+            if c == "*":
+                regex += "[^/]*"
+            elif c == "?":
+                regex += "[^/]"
+            elif c == "[" and "]" in pattern[i + 1:]:
+                end = pattern.index("]", i + 1)
+                regex += pattern[i:end + 1]
+                i = end
+            elif c == "\\" and i + 1 < len(pattern):
+                i += 1
+                regex += re.escape(pattern[i])
+            else:
+                regex += re.escape(c)
+            i += 1
+        rules.append((exception, re.compile(f"^{regex}$")))
+    return rules
+
+
+def docker_ignored(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether Docker leaves `path` out: each pattern is matched against the
+    path and each of its parent directories, and the last rule that matches
+    wins (an `!` exception takes the path back in)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for exception, regex in rules:
+        if any(regex.match(candidate) for candidate in candidates):
+            ignored = not exception
+    return ignored
+
+
+def in_docker_context(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether `path` is sent with the build context. Stricter than Docker
+    on one point, on purpose: a file under a directory that is itself left out
+    counts as left out, exception or not (`bench/` then `!bench/Cargo.toml`),
+    since the builder need not walk into an excluded directory."""
+    parts = path.split("/")
+    return not any(docker_ignored("/".join(parts[:n]), rules) for n in range(1, len(parts) + 1))
+
+
+def docker_context(dest: Path) -> list[str]:
+    """Copies the tracked files that .dockerignore lets through into `dest`
+    (the build context CI sends, from a checkout), and returns their paths."""
+    rules = dockerignore_rules((REPO / ".dockerignore").read_text())
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split("\0")
+    kept = []
+    for name in filter(None, tracked):
+        source = REPO / name
+        if source.is_file() and in_docker_context(name, rules):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+            kept.append(name)
+    return kept
+
+
+def cargo_metadata(directory: Path) -> subprocess.CompletedProcess[str]:
+    """The workspace's members and their targets, without resolving or
+    fetching any dependency: what cargo reads of every member before it builds
+    any one of them."""
+    return subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked", "--offline"],
+                          cwd=directory, capture_output=True, text=True)
+
+
 class ChainingTest(unittest.TestCase):
     def test_only_release_chains_and_only_from_ci(self) -> None:
         chained = {name: triggers(wf)["workflow_run"]["workflows"]
@@ -116,7 +206,7 @@ class ChainingTest(unittest.TestCase):
         head_sha_jobs = [name for name, job in jobs(release) if "workflow_run.head_sha" in text_of(job)]
         self.assertEqual(head_sha_jobs, ["resolve"], "head_sha must be read once, by the resolve job")
         deploy = release["jobs"]["deploy"]
-        self.assertEqual(deploy["uses"], "$/.github/workflows/deploy.yml")
+        self.assertEqual(deploy["uses"], "./.github/workflows/deploy.yml")
         self.assertEqual(set(deploy["needs"]), {"resolve", "push-image"})
         self.assertEqual(deploy["with"]["image_tag"], "${{ needs.resolve.outputs.sha }}")
         self.assertEqual(deploy["with"]["lambda_zips_run_id"], "${{ needs.resolve.outputs.ci_run_id }}")
@@ -156,7 +246,7 @@ class RolesTest(unittest.TestCase):
         for name, job_name, job in self.id_token_jobs():
             where = f"{name}: {job_name}"
             if "uses" in job:  # a reusable workflow: its own jobs are checked where they are defined
-                self.assertTrue(job["uses"].startswith("$/.github/workflows/"), where)
+                self.assertTrue(job["uses"].startswith("./.github/workflows/"), where)
                 continue
             roles = set(re.findall(r"vars\.(AWS_[A-Z_]+_ROLE_ARN)", text_of(job)))
             self.assertEqual(len(roles), 1, f"{where} must assume exactly one role, not {sorted(roles)}")
@@ -295,7 +385,7 @@ class ConcurrencyTest(unittest.TestCase):
 
     def test_terraform_changes_to_templates_are_rolled_out(self) -> None:
         rollout = load("terraform.yml")["jobs"]["rollout"]
-        self.assertEqual(rollout["uses"], "$/.github/workflows/deploy.yml")
+        self.assertEqual(rollout["uses"], "./.github/workflows/deploy.yml")
         self.assertEqual(rollout["with"]["image_tag"], "running")
         self.assertIn("needs.apply.outputs.templates_changed == 'true'", rollout["if"])
 
@@ -326,20 +416,93 @@ class VersionsTest(unittest.TestCase):
 
 
 class FilesTest(unittest.TestCase):
+    def test_reusable_workflows_are_local_files(self) -> None:
+        # GitHub reads a local reusable workflow only as ./.github/workflows/<file>.
+        for name, wf in workflows().items():
+            for job_name, job in jobs(wf):
+                uses = job.get("uses")
+                if uses is None:
+                    continue
+                where = f"{name}: {job_name} uses {uses}"
+                self.assertTrue(uses.startswith("./.github/workflows/"), where)
+                self.assertTrue((REPO / uses[2:]).is_file(), where)
+
     def test_scripts_the_workflows_run_exist(self) -> None:
         for name in workflows():
             for script in set(re.findall(r"scripts/[a-z0-9-]+\.sh", (WORKFLOWS / name).read_text())):
                 path = REPO / script
                 self.assertTrue(path.is_file() and os.access(path, os.X_OK), f"{name} runs {script}")
 
-    def test_docker_context_leaves_out_what_the_image_does_not_need(self) -> None:
-        ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                   if line.strip() and not line.startswith("#")}
-        for pattern in ("*.md", "bench/", "handlers/fuzz/", "terraform/", ".github/", "scripts/", "target/"):
-            self.assertIn(pattern, ignored)
-        for needed in ("Cargo.toml", "Cargo.lock", "handlers/", "runtime-fargate/", "runtime-lambda/", "integration/"):
-            self.assertNotIn(needed, ignored, f"the image build needs {needed}")
+    def test_dockerignore_rules_follow_docker(self) -> None:
+        def kept(text: str, path: str) -> bool:
+            return in_docker_context(path, dockerignore_rules(text))
+        self.assertFalse(kept("bench/\n", "bench/src/main.rs"))
+        self.assertFalse(kept("bench/\n!bench/Cargo.toml\n", "bench/Cargo.toml"), "no exception under an excluded dir")
+        rules = "bench/*\n!bench/Cargo.toml\n!bench/src\n"
+        self.assertTrue(kept(rules, "bench/Cargo.toml"))
+        self.assertTrue(kept(rules, "bench/src/main.rs"))
+        self.assertFalse(kept(rules, "bench/bench.py"))
+        self.assertFalse(kept("*.md\n", "README.md"))
+        self.assertTrue(kept("*.md\n", "bench/results.md"), "* stops at /")
+        self.assertFalse(kept("**/*.md\n", "bench/results.md"))
+        self.assertFalse(kept("**/target/\n", "target/debug/queue2bucket"), "** matches no directory too")
+        self.assertFalse(kept("/handlers/fuzz//\n", "handlers/fuzz/corpus/x"), "patterns are cleaned paths")
+        self.assertTrue(kept("*.md\n!README*.md\n", "README.md"), "the last matching rule wins")
+        self.assertFalse(kept("!README.md\n*.md\n", "README.md"), "the last matching rule wins")
+        self.assertFalse(kept("data?.[jt]son\n", "data1.json"))
+        self.assertTrue(kept("data?.[jt]son\n", "data12.json"))
 
+    def test_docker_context_leaves_out_what_the_image_does_not_need(self) -> None:
+        rules = dockerignore_rules((REPO / ".dockerignore").read_text())
+        left_out = ("README.md", "terraform/README.md", "bench/bench.py", "bench/results.json", "bench/results.md",
+                    "bench/chart.svg", "handlers/fuzz/Cargo.toml", "handlers/fuzz/corpus/submission/00a4898d",
+                    "integration/tests/pipeline.rs", "terraform/main.tf", "terraform/production.tfvars.json",
+                    ".github/workflows/ci.yml", "scripts/test.sh", "target/debug/queue2bucket",
+                    "bench/target/release/q2b-bench", ".venv/bin/python", ".git/HEAD", ".env", "Dockerfile")
+        for path in left_out:
+            self.assertFalse(in_docker_context(path, rules), f"{path} must stay out of the build context")
+        needed = ("Cargo.toml", "Cargo.lock", "requirements-zigbuild.txt", "handlers/Cargo.toml",
+                  "handlers/src/lib.rs", "handlers/src/api/openapi.json", "runtime-fargate/Cargo.toml",
+                  "runtime-fargate/src/main.rs", "runtime-lambda/Cargo.toml", "runtime-lambda/src/bin/queue2bucket-api.rs",
+                  "integration/Cargo.toml", "integration/src/lib.rs", "bench/Cargo.toml", "bench/src/main.rs")
+        for path in needed:
+            self.assertTrue(in_docker_context(path, rules), f"the image build needs {path}")
+
+    def test_docker_context_holds_every_workspace_member(self) -> None:
+        """`cargo chef prepare` and `cargo zigbuild -p runtime-fargate` load
+        every member's manifest and targets: a member .dockerignore leaves out
+        breaks the image build, even one the image does not compile."""
+        members = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["members"]
+        real = cargo_metadata(REPO)
+        self.assertEqual(real.returncode, 0, real.stderr)
+        metadata = json.loads(real.stdout)
+        root = Path(metadata["workspace_root"])
+        packages = {Path(p["manifest_path"]).parent.relative_to(root).as_posix(): p for p in metadata["packages"]}
+        self.assertEqual(set(packages), set(members))
+        with tempfile.TemporaryDirectory() as tmp:
+            context = Path(tmp)
+            kept = set(docker_context(context))
+            found = cargo_metadata(context)
+            self.assertEqual(found.returncode, 0, f"cargo metadata in the build context: {found.stderr}")
+            self.assertEqual(sorted(p["name"] for p in json.loads(found.stdout)["packages"]),
+                             sorted(p["name"] for p in metadata["packages"]))
+            for member in members:
+                self.assertTrue(f"{member}/Cargo.toml" in kept, f"the build context lacks workspace member {member}")
+                manifest = tomllib.loads((REPO / member / "Cargo.toml").read_text())
+                declared = {t["name"] for kind in ("test", "bench", "example") for t in manifest.get(kind, [])}
+                for target in packages[member]["targets"]:
+                    # Tests, benches and examples cargo finds on its own may be
+                    # left out (integration/tests/): it just finds none.
+                    if set(target["kind"]) <= {"test", "bench", "example"} and target["name"] not in declared:
+                        continue
+                    source = Path(target["src_path"]).relative_to(root).as_posix()
+                    self.assertTrue(source in kept, f"{member}: the build context lacks {source}")
+                    # nor the modules and included files next to it
+                    folder = posixpath.dirname(source) + "/"
+                    tracked = subprocess.run(["git", "ls-files", "-z", "--", folder], cwd=REPO, capture_output=True,
+                                             text=True, check=True).stdout.split("\0")
+                    missing = sorted(f for f in filter(None, tracked) if (REPO / f).is_file() and f not in kept)
+                    self.assertEqual(missing, [], f"{member}: the build context lacks these sources")
 
 if __name__ == "__main__":
     unittest.main(verbosity=1)
