@@ -35,19 +35,22 @@ locals {
 
   # The longest one AWS call of each function may take, all retries
   # included (the binaries' manifests print it as aws_call_timeout_secs).
-  # A function's timeout must leave room above it, plus the second the
-  # function keeps back to answer before its deadline.
+  # A function's timeout must leave room above it, plus the half second the
+  # function keeps back to answer before its deadline (MARGIN in
+  # runtime-lambda/src/deadline.rs); lambda.tf asks for 2 s above it.
   lambda_api_call_timeout    = 5
   lambda_worker_call_timeout = 30
 
   token_parameter_name = coalesce(var.token_parameter_name, "/${var.name}/api-token")
 
   # The image the task definition templates name. The deploy workflow owns the
-  # image that runs (see ecs.tf); this one runs only until the first deploy.
+  # image that runs (see ecs.tf); this one is named only until the first deploy.
   image = "${aws_ecr_repository.app.repository_url}:${coalesce(var.image_tag, local.undeployed_image_tag)}"
 
-  # Names no image: services Terraform creates before any deploy cannot start
-  # tasks until the deploy workflow has rolled out a real image.
+  # Names no image: services Terraform creates before any deploy launch tasks
+  # that fail to pull it, until the deployment circuit breaker (ecs.tf) marks
+  # the first deployment failed and stops launching; nothing runs until the
+  # deploy workflow registers a revision with a real image.
   undeployed_image_tag = "undeployed"
 
   api_service_name    = "${var.name}-api"

@@ -178,7 +178,7 @@ variable "api_keep_alive_timeout" {
 # ---------------------------------------------------------------------------
 
 variable "image_tag" {
-  description = "Tag of an image in the ECR repository (a full commit SHA) that the task definition templates name, and so what the ECS services run when Terraform creates them. Afterwards the deploy workflow owns the running image and Terraform ignores it. Null (the default) names no image: services created before the first deploy start no task until it. Tags are immutable, so \"latest\" is not accepted."
+  description = "Tag of an image in the ECR repository (a full commit SHA) that the task definition templates name, and so what the ECS services run when Terraform creates them. Afterwards the deploy workflow owns the running image and Terraform ignores it. Null (the default) names no image (the tag \"undeployed\"): services created before the first deploy try to start their tasks, which fail to pull it, until the deployment circuit breaker stops them; the first deploy registers the real image. Tags are immutable, so \"latest\" is not accepted."
   type        = string
   default     = null
 

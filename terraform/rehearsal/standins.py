@@ -13,7 +13,7 @@ Terraform created (read back through the AWS APIs):
   target group; an `ip` target group's targets are the API task's port (ECS
   registers the task's address in AWS), a `lambda` one's target is the API
   function, invoked with the ALB's event format, with a request body of at
-  most 1 MB (AWS's limit for a Lambda target; a larger one gets 502 here).
+  most 1 MB (AWS's limit for a Lambda target; a larger one gets 413, as from an ALB).
 - EventSourceMapping: Lambda's SQS poller for the worker function: receives
   up to BatchSize messages, invokes the function with an SQS event, and
   deletes the records it did not report in batchItemFailures (with
@@ -262,7 +262,7 @@ def forward_to_lambda(runtime: LambdaRuntime, target_group_arn: str, listener_po
     """A `lambda` target: the request as an ALB event, the function's answer as the response."""
     def forward(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if len(body) > ALB_LAMBDA_BODY_LIMIT:
-            return 502, {"content-type": "text/plain"}, b"502 Bad Gateway (request body over 1 MB for a Lambda target)"
+            return 413, {"content-type": "text/plain"}, b"413 Request Entity Too Large (request body over 1 MB for a Lambda target)"
         outcome = runtime.invoke(alb_event(target_group_arn, method, path, headers, body, "127.0.0.1",
                                            listener_port))
         if not outcome.ok:

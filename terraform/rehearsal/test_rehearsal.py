@@ -240,7 +240,7 @@ class StandinsTest(unittest.TestCase):
         forward = standins.forward_to_lambda(runtime, "arn:tg", 80)
         status, _, _ = forward("POST", "/email", {"content-type": "application/json"},
                                b"x" * (standins.ALB_LAMBDA_BODY_LIMIT + 1))
-        self.assertEqual(status, 502)
+        self.assertEqual(status, 413)
         self.assertEqual(runtime.invocations, 0, "the function is not invoked")
         self.assertLess(rehearse.LARGE_EMAIL_BYTES["lambda"] + 200, standins.ALB_LAMBDA_BODY_LIMIT,
                         "the Lambda rehearsal's large email, envelope included, fits the front door")
