@@ -1,19 +1,23 @@
 //! The dead-letter queue of an SQS queue, for `queue2bucket redrive`: found
 //! from the queue's redrive policy, listed, and moved back.
 //!
-//! Moving uses SQS's own message-move task where the server offers it; where
-//! it does not (an emulator), each message is received from the dead-letter
-//! queue, sent to the queue with its body and attributes, and deleted from
-//! the dead-letter queue only once the send succeeded. A message without the
-//! API's id attribute (sent by another producer) gets the id the worker
-//! would have derived for it, so that its object key is the same whatever
-//! copy of it is stored.
+//! Moving uses SQS's own message-move task where the server offers it and
+//! every waiting message carries the API's id attribute. Otherwise each
+//! message is received from the dead-letter queue, sent to the queue with its
+//! body and attributes, and deleted from the dead-letter queue only once the
+//! send succeeded. A message without the id attribute (sent by another
+//! producer, such as the original API) gets the id the worker would have
+//! derived for it from its SQS message id and send time; a move task would
+//! give it a new message id and send time, hence a new object key, and an
+//! email stored before it was dead-lettered would be stored twice.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
     QueueAttributeName, SendMessageBatchRequestEntry,
@@ -146,6 +150,12 @@ impl SqsDeadLetters {
             .send()
             .await;
         if let Err(e) = started {
+            if !not_offered(&e) {
+                return Some(Err(error(
+                    "starting SQS's message move task (sqs:StartMessageMoveTask on the dead-letter queue; one task at a time per queue)",
+                    describe(&e),
+                )));
+            }
             tracing::info!(
                 reason = describe(&e),
                 "no message move task; moving message by message"
@@ -184,9 +194,51 @@ impl SqsDeadLetters {
         }
     }
 
+    /// Every waiting message, each once, and whether all of them carry the
+    /// API's id attribute; left visible again.
+    async fn scan(&self) -> Result<(Vec<DeadLetter>, bool), QueueError> {
+        let mut out: Vec<DeadLetter> = Vec::new();
+        let mut stamped = true;
+        let mut receipts = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let messages = self.receive(1).await?;
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in &messages {
+                receipts.extend(m.receipt_handle().map(str::to_owned));
+                let message_id = m.message_id().unwrap_or_default().to_owned();
+                if out.iter().any(|d| d.message_id == message_id) {
+                    continue;
+                }
+                stamped &= m
+                    .message_attributes()
+                    .is_some_and(|a| a.contains_key(ID_ATTRIBUTE));
+                out.push(DeadLetter {
+                    id: id_of(m),
+                    message_id,
+                    sent_at_ms: sent_at_ms(m),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                });
+            }
+        }
+        // Listing hid them for a moment; make them visible again at once.
+        self.release(&receipts).await;
+        Ok((out, stamped))
+    }
+
     /// Receive, send, delete, until the dead-letter queue is empty.
     async fn copy(&self) -> Result<u64, QueueError> {
         let mut moved = 0;
+        let mut not_deleted = 0;
+        let mut delete_error = String::new();
         let mut empty = 0;
         // Two empty long polls in a row: SQS may answer empty once while
         // messages remain.
@@ -249,12 +301,12 @@ impl SqsDeadLetters {
                         .expect("id and receipt are set")
                 })
                 .collect();
-            moved += sent.len() as u64;
             if !deletes.is_empty() {
                 // A message sent and not deleted comes back to the
                 // dead-letter queue and is moved again: its copy on the
                 // queue carries the same id, so it is stored once.
-                if let Err(e) = self
+                let count = deletes.len() as u64;
+                let failed = match self
                     .client
                     .delete_message_batch()
                     .queue_url(&self.dlq_url)
@@ -262,11 +314,19 @@ impl SqsDeadLetters {
                     .send()
                     .await
                 {
-                    tracing::warn!(
-                        error = describe(&e),
-                        "deleting moved messages from the dead-letter queue failed"
-                    );
-                }
+                    Ok(output) => {
+                        if let Some(f) = output.failed().first() {
+                            delete_error = f.message().unwrap_or(f.code()).to_owned();
+                        }
+                        output.failed().len() as u64
+                    }
+                    Err(e) => {
+                        delete_error = describe(&e);
+                        count
+                    }
+                };
+                moved += count - failed;
+                not_deleted += failed;
             }
             if !unsent.is_empty() {
                 self.release(&unsent).await;
@@ -276,8 +336,35 @@ impl SqsDeadLetters {
                 )));
             }
         }
+        if not_deleted > 0 {
+            return Err(QueueError(format!(
+                "{moved} moved; {not_deleted} copied to the queue but still in the dead-letter queue \
+                 (deleting them failed: {delete_error}): run redrive again, their copies carry \
+                 the same email id, so each email is stored once"
+            )));
+        }
         Ok(moved)
     }
+}
+
+/// Whether a failed StartMessageMoveTask means that the server does not
+/// offer move tasks (an emulator answers an unknown action, or 500): the
+/// message-by-message copy moves them as well, only slower. A refusal (no
+/// permission, a task already running) is the operator's to see.
+fn not_offered<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    let unknown_action = matches!(
+        e.code(),
+        Some(
+            "InvalidAction"
+                | "UnsupportedOperation"
+                | "AWS.SimpleQueueService.UnsupportedOperation"
+                | "NotImplemented"
+        )
+    );
+    let server_error = e
+        .raw_response()
+        .is_some_and(|r| r.status().is_server_error());
+    unknown_action || server_error
 }
 
 /// A dead-lettered message's attributes for the queue, its email id
@@ -325,43 +412,54 @@ impl DeadLetters for SqsDeadLetters {
     }
 
     async fn list(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut out: Vec<DeadLetter> = Vec::new();
-        let mut receipts = Vec::new();
-        let mut empty = 0;
-        while empty < 2 {
-            let messages = self.receive(1).await?;
-            if messages.is_empty() {
-                empty += 1;
-                continue;
-            }
-            empty = 0;
-            for m in &messages {
-                receipts.extend(m.receipt_handle().map(str::to_owned));
-                let message_id = m.message_id().unwrap_or_default().to_owned();
-                if out.iter().any(|d| d.message_id == message_id) {
-                    continue;
-                }
-                out.push(DeadLetter {
-                    id: id_of(m),
-                    message_id,
-                    sent_at_ms: sent_at_ms(m),
-                    receive_count: m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                });
-            }
-        }
-        // Listing hid them for a moment; make them visible again at once.
-        self.release(&receipts).await;
-        Ok(out)
+        Ok(self.scan().await?.0)
     }
 
     async fn redrive(&self) -> Result<u64, QueueError> {
-        match self.move_task().await {
-            Some(result) => result,
-            None => self.copy().await,
+        let (waiting, stamped) = self.scan().await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        if !stamped {
+            tracing::info!(
+                "some dead letters carry no email id (another producer's): moving message by message so that each keeps its object key"
+            );
+        } else if let Some(result) = self.move_task().await {
+            return result;
+        }
+        self.copy().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::error::ErrorMetadata;
+    use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn failed(status: u16, code: &str) -> SdkError<StartMessageMoveTaskError, HttpResponse> {
+        let error = StartMessageMoveTaskError::generic(ErrorMetadata::builder().code(code).build());
+        let response = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(error, response)
+    }
+
+    #[test]
+    fn only_a_server_without_move_tasks_falls_back_to_copying() {
+        for (status, code) in [
+            (400, "InvalidAction"),
+            (400, "UnsupportedOperation"),
+            (500, ""),
+        ] {
+            assert!(not_offered(&failed(status, code)), "{status} {code}");
+        }
+        // Refusals are reported, not worked around.
+        for (status, code) in [
+            (403, "AccessDenied"),
+            (400, "InvalidParameterValue"),
+            (400, "ResourceNotFoundException"),
+        ] {
+            assert!(!not_offered(&failed(status, code)), "{status} {code}");
         }
     }
 }
