@@ -247,8 +247,12 @@ async fn keep_hidden(
             .iter()
             .map(|m| m.receipt.clone())
             .collect();
-        for receipt in receipts {
-            if let Err(e) = context.queue.retry_later(&receipt, HOLD_VISIBILITY).await {
+        // All at once: one slow renewal must not use up the others' margin.
+        let renewals = receipts
+            .iter()
+            .map(|receipt| context.queue.retry_later(receipt, HOLD_VISIBILITY));
+        for result in futures_util::future::join_all(renewals).await {
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "could not extend the visibility of a held message");
             }
         }

@@ -269,7 +269,10 @@ async fn log_request(request: Request, next: Next, timeout: Duration) -> Respons
     let limit = deadline.map_or(timed_out, |d| d.min(timed_out));
     let response = match tokio::time::timeout_at(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if deadline.is_some_and(|d| d < timed_out) => ApiError::OutOfTime.into_response(),
+        // With a runtime deadline (Lambda) the body arrived whole before
+        // the handler ran: running out of time is the backends' doing, never
+        // the client's, and a 503 is what the client should retry.
+        Err(_) if deadline.is_some() => ApiError::OutOfTime.into_response(),
         Err(_) => ApiError::Timeout.into_response(),
     };
     let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
@@ -371,6 +374,44 @@ mod tests {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
         (Body::from_stream(stream), read)
+    }
+
+    /// A router whose one route never finishes, under the request limits.
+    fn never_done(timeout: Duration) -> Router {
+        Router::new()
+            .route("/email", post(std::future::pending::<&'static str>))
+            .layer(middleware::from_fn(move |req, next| {
+                log_request(req, next, timeout)
+            }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_out_of_time_is_a_408_from_a_server_and_a_503_under_a_deadline() {
+        use tower::ServiceExt;
+        let timeout = Duration::from_secs(10);
+        let request = |deadline: Option<Duration>| {
+            let mut request = Request::post("/email").body(Body::empty()).unwrap();
+            if let Some(after) = deadline {
+                request
+                    .extensions_mut()
+                    .insert(Deadline(tokio::time::Instant::now() + after));
+            }
+            request
+        };
+        let status = |response: &Response| response.status().as_u16();
+        // A server times the client: 408.
+        let answer = never_done(timeout).oneshot(request(None)).await.unwrap();
+        assert_eq!(status(&answer), 408);
+        // Under a deadline the body was whole before the handler ran, so
+        // whichever limit comes first, the time went to AWS: 503, retry.
+        for after in [Duration::from_secs(3), Duration::from_secs(60)] {
+            let answer = never_done(timeout)
+                .oneshot(request(Some(after)))
+                .await
+                .unwrap();
+            assert_eq!(status(&answer), 503, "deadline after {after:?}");
+            assert!(answer.headers().contains_key(header::RETRY_AFTER));
+        }
     }
 
     use futures_util::StreamExt;

@@ -1,5 +1,7 @@
 //! The bucket port on a local directory, for the local mode: the same keys as
-//! S3 (`emails/<id>.json` under the root), written atomically and at most once.
+//! S3 under the root (`<prefix><unix-seconds>-<id>.json`, or
+//! `<prefix><2 hex digits>/<unix-seconds>-<id>.json` with
+//! `S3_KEY_LAYOUT=hashed`: see `keys.rs`), written atomically and at most once.
 //!
 //! Each object is written to a temporary file in its destination directory,
 //! flushed to disk, then hard-linked to its key: `link` fails if the key
@@ -86,22 +88,35 @@ fn write_once(root: &Path, path: &Path, body: &[u8]) -> io::Result<PutOutcome> {
         return Ok(PutOutcome::AlreadyExists);
     }
     create_dirs(root, dir)?;
-    let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-    let written = (|| {
-        let mut file = File::create_new(&temp)?;
-        // Held until the file is removed below, so that another process's
-        // clean-up leaves it alone.
-        file.lock()?;
-        file.write_all(body)?;
-        file.sync_all()?;
-        match fs::hard_link(&temp, path) {
-            Ok(()) => Ok(PutOutcome::Created),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
-            Err(e) => Err(e),
+    let write = || {
+        let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let written = (|| {
+            let mut file = File::create_new(&temp)?;
+            // Held until the file is removed below, so that another
+            // process's clean-up leaves it alone.
+            file.lock()?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            match fs::hard_link(&temp, path) {
+                Ok(()) => Ok(PutOutcome::Created),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
+                Err(e) => Err(e),
+            }
+        })();
+        let _ = fs::remove_file(&temp);
+        written
+    };
+    // Another process's clean-up may take a temporary file in the instant
+    // between its creation and its lock; the link then finds no file, and a
+    // new temporary file is the remedy.
+    let mut attempt = write();
+    for _ in 0..2 {
+        match &attempt {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => attempt = write(),
+            _ => break,
         }
-    })();
-    let _ = fs::remove_file(&temp);
-    match written? {
+    }
+    match attempt? {
         PutOutcome::Created => {
             File::open(dir)?.sync_all()?;
             Ok(PutOutcome::Created)
