@@ -57,6 +57,13 @@ pub mod names {
 
 use names::*;
 
+/// Whether a document carries the counters that stayed at zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zeros {
+    Written,
+    Left,
+}
+
 /// How a metric is kept: a sum, or a distribution of samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -296,6 +303,18 @@ impl Emf {
     /// that graphs and alarms see zeros rather than missing data; a
     /// distribution only once it has samples.
     pub fn document(&self, timestamp_ms: u64) -> Value {
+        self.document_of(timestamp_ms, Zeros::Written)
+    }
+
+    /// The document of one Lambda invocation: only what it counted. Written
+    /// per invocation, the zeros of every other counter would be most of it
+    /// (and of the log bill); the alarms read a missing point as zero
+    /// (`FILL`, `notBreaching`).
+    pub fn invocation_document(&self, timestamp_ms: u64) -> Value {
+        self.document_of(timestamp_ms, Zeros::Left)
+    }
+
+    fn document_of(&self, timestamp_ms: u64, zeros: Zeros) -> Value {
         let mut root = Map::new();
         let mut definitions = Vec::new();
         root.insert(DIMENSION.into(), json!(self.service.as_str()));
@@ -303,11 +322,15 @@ impl Emf {
         let histograms = self.histograms.read().unwrap_or_else(|e| e.into_inner());
         for (name, unit, kind) in self.service.catalog() {
             let value = match kind {
-                Kind::Counter => json!(
-                    counters
+                Kind::Counter => {
+                    let n = counters
                         .get(*name)
-                        .map_or(0, |c| c.since_flush.swap(0, Ordering::Relaxed))
-                ),
+                        .map_or(0, |c| c.since_flush.swap(0, Ordering::Relaxed));
+                    if n == 0 && zeros == Zeros::Left {
+                        continue;
+                    }
+                    json!(n)
+                }
                 Kind::Distribution => {
                     let Some(buckets) = histograms.get(*name) else {
                         continue;
@@ -338,7 +361,10 @@ impl Emf {
 
     /// Writes the document (unless output is off) as one line.
     pub fn flush(&self) {
-        let document = self.document(crate::id::now_millis());
+        self.write(self.document(crate::id::now_millis()));
+    }
+
+    fn write(&self, document: Value) {
         if self.format == MetricsFormat::Emf {
             let mut out = std::io::stdout().lock();
             // Metrics must never stop the pipeline: a closed stdout loses them.
@@ -422,6 +448,20 @@ pub fn installed() -> Option<&'static Emf> {
 pub fn flush() {
     if let Some(emf) = installed() {
         emf.flush();
+    }
+}
+
+/// Writes what a Lambda invocation counted, if a recorder is installed and
+/// anything was counted.
+pub fn flush_invocation() {
+    if let Some(emf) = installed() {
+        let document = emf.invocation_document(crate::id::now_millis());
+        let counted = document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty());
+        if counted {
+            emf.write(document);
+        }
     }
 }
 
@@ -514,5 +554,49 @@ mod tests {
 
     fn metadata() -> Metadata<'static> {
         Metadata::new(module_path!(), metrics::Level::INFO, None)
+    }
+
+    #[test]
+    fn an_invocation_writes_only_what_it_counted() {
+        let emf = emf(Service::Worker);
+        let stored = emf.register_counter(&Key::from_static_name(EMAILS_STORED), &metadata());
+        stored.increment(2);
+        let doc = emf.invocation_document(1_700_000_000_000);
+        let defined: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(defined, [EMAILS_STORED]);
+        assert_eq!(doc[EMAILS_STORED], 2);
+        assert!(doc.get(STORE_FAILURES).is_none(), "no zeros per invocation");
+        // Counted since the last document only.
+        let next = emf.invocation_document(1_700_000_000_001);
+        assert_eq!(next["_aws"]["CloudWatchMetrics"][0]["Metrics"], json!([]));
+    }
+
+    /// A name the code counts under but no catalog lists would never be
+    /// written (documents follow the catalogs), nor reach the manifest the
+    /// dashboard and alarms are checked against.
+    #[test]
+    fn every_name_is_in_a_catalog() {
+        let source = include_str!("metrics.rs");
+        let names = &source[source.find("pub mod names {").unwrap()..];
+        let names = &names[..names.find("\n}").unwrap()];
+        let declared: Vec<&str> = names
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert!(declared.len() >= 20, "{declared:?}");
+        for name in declared {
+            let listed = API
+                .iter()
+                .chain(WORKER)
+                .filter(|(n, _, _)| *n == name)
+                .count();
+            assert_eq!(listed, 1, "{name} is in {listed} catalogs");
+        }
     }
 }

@@ -156,6 +156,10 @@ async fn the_functions_write_emf_metrics_after_each_invocation() {
         (envelope(DATA, &stack.token), 200),
         (envelope(DATA, &stack.token), 200),
         (envelope(DATA, "wrong"), 401),
+        (
+            envelope(r#"{"email_subject":"no other field"}"#, &stack.token),
+            400,
+        ),
     ] {
         let Outcome::Response(answer) = runtime.invoke(&alb(&body)).await else {
             panic!("the HTTP function failed");
@@ -165,15 +169,31 @@ async fn the_functions_write_emf_metrics_after_each_invocation() {
     }
     let docs = eventually("a document per invocation", Duration::from_secs(10), || {
         let docs = emf_documents(&api, "Queue2Bucket");
-        async move { (docs.len() >= 3).then_some(docs) }
+        async move { (docs.len() >= 4).then_some(docs) }
     })
     .await;
     let t = totals(&docs);
     assert_eq!(
-        (t["EmailsAccepted"], t["RejectedUnauthorized"]),
-        (2, 1),
+        (
+            t["EmailsAccepted"],
+            t["RejectedUnauthorized"],
+            t["RejectedInvalid"]
+        ),
+        (2, 1, 1),
         "{t:?}"
     );
+    assert_eq!(samples(&docs, "ApiLatency"), 4, "one latency per answer");
+    assert!(t["SqsSendCalls"] >= 1, "{t:?}");
+    // Per invocation only what it counted: no document lists a counter at 0.
+    for doc in &docs {
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            let name = m["Name"].as_str().unwrap();
+            assert_ne!(doc[name], 0, "{name} written at zero: {doc}");
+        }
+    }
 
     let worker_runtime = FakeRuntime::start().await;
     let worker = Process::spawn(

@@ -45,7 +45,7 @@ fn with_deadline(router: Router) -> Router {
         .layer(axum::middleware::from_fn(
             |request: Request, next: Next| async move {
                 let response = next.run(request).await;
-                metrics::flush();
+                metrics::flush_invocation();
                 response
             },
         ))

@@ -16,7 +16,7 @@ fn main() -> Result<(), lambda_runtime::Error> {
             let deadline = deadline::of(&event.context);
             async move {
                 let response = sqs::handle(&storer, event.payload, deadline).await;
-                handlers::metrics::flush();
+                handlers::metrics::flush_invocation();
                 Ok::<_, lambda_runtime::Error>(response)
             }
         }))
