@@ -19,6 +19,7 @@ use crate::keys::{KeyPrefix, Keys};
 use crate::queue::QueueError;
 use crate::queue::sqlite::{SqliteQueue, SqliteQueueConfig};
 use crate::secret::fixed::FixedSecret;
+use crate::settings::MemoryArgs;
 use crate::store::Storer;
 
 /// Where the local mode's queue and bucket are.
@@ -151,14 +152,20 @@ impl LocalArgs {
         Ok(ingest(Arc::new(queue), token, staging, max_email_bytes))
     }
 
-    /// Message-to-bucket into the data directory's bucket.
-    pub fn storer(&self, dir: &DataDir, keys: Keys) -> Result<Arc<Storer>, LocalError> {
+    /// Message-to-bucket into the data directory's bucket, holding at most
+    /// `memory` bytes of staged emails at once.
+    pub fn storer(
+        &self,
+        dir: &DataDir,
+        keys: Keys,
+        memory: &MemoryArgs,
+    ) -> Result<Arc<Storer>, LocalError> {
         let bucket = Arc::new(dir.bucket()?);
         Ok(Arc::new(Storer::with_staging(
             bucket.clone(),
             keys,
             staging(bucket),
-            crate::store::DEFAULT_BYTES_IN_FLIGHT,
+            memory.max_bytes_in_flight,
         )))
     }
 }

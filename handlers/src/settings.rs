@@ -145,7 +145,7 @@ pub struct StagingArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MemoryArgs {
     /// Bytes of email bodies held at once (request bodies in the API, staged emails in the worker); more wait (worker) or get 503 with Retry-After (API). At least MAX_EMAIL_BYTES.
-    #[arg(long, env = "MAX_BYTES_IN_FLIGHT", value_name = "MAX_BYTES_IN_FLIGHT", default_value = "67108864", value_parser = clap::value_parser!(u64).range(1_048_576..=17_179_869_184))]
+    #[arg(long, env = "MAX_BYTES_IN_FLIGHT", value_name = "MAX_BYTES_IN_FLIGHT", default_value_t = crate::store::DEFAULT_BYTES_IN_FLIGHT, value_parser = clap::value_parser!(u64).range(1_048_576..=17_179_869_184))]
     pub max_bytes_in_flight: u64,
 }
 

@@ -66,6 +66,29 @@ fn depends_on(deps: &[Dependency], name: &str) -> bool {
     deps.iter().any(|d| d.name == name)
 }
 
+/// Whether `from` reaches `to` through what it ships: normal and build
+/// dependencies, followed through every workspace package on the way (a
+/// crate between the runtimes would hide the arrow from a direct check).
+fn reaches(packages: &HashMap<String, Vec<Dependency>>, from: &str, to: &str) -> bool {
+    let mut seen = vec![from.to_owned()];
+    let mut next = vec![from.to_owned()];
+    while let Some(name) = next.pop() {
+        for dep in packages[&name]
+            .iter()
+            .filter(|d| d.kind.as_deref() != Some("dev"))
+        {
+            if dep.name == to {
+                return true;
+            }
+            if packages.contains_key(&dep.name) && !seen.contains(&dep.name) {
+                seen.push(dep.name.clone());
+                next.push(dep.name.clone());
+            }
+        }
+    }
+    false
+}
+
 #[test]
 fn runtimes_depend_on_the_core_and_never_on_each_other() {
     let packages = dependencies();
@@ -77,11 +100,38 @@ fn runtimes_depend_on_the_core_and_never_on_each_other() {
     for runtime in ["runtime-fargate", "runtime-lambda"] {
         assert!(depends_on(of(runtime), "handlers"), "{runtime} → handlers");
     }
-    assert!(!depends_on(of("runtime-fargate"), "runtime-lambda"));
-    assert!(!depends_on(of("runtime-lambda"), "runtime-fargate"));
+    assert!(!reaches(&packages, "runtime-fargate", "runtime-lambda"));
+    assert!(!reaches(&packages, "runtime-lambda", "runtime-fargate"));
     for runtime in ["runtime-fargate", "runtime-lambda"] {
-        assert!(!depends_on(of("handlers"), runtime), "handlers → {runtime}");
+        assert!(
+            !reaches(&packages, "handlers", runtime),
+            "handlers → {runtime}"
+        );
     }
+}
+
+#[test]
+fn the_reach_follows_workspace_crates() {
+    let dep = |name: &str, kind: Option<&str>| Dependency {
+        name: name.into(),
+        kind: kind.map(str::to_owned),
+        features: Vec::new(),
+    };
+    let packages: HashMap<String, Vec<Dependency>> = [
+        (
+            "a".to_owned(),
+            vec![dep("middle", None), dep("tokio", None)],
+        ),
+        ("middle".to_owned(), vec![dep("b", Some("build"))]),
+        ("b".to_owned(), vec![dep("a", Some("dev"))]),
+    ]
+    .into_iter()
+    .collect();
+    assert!(reaches(&packages, "a", "b"), "through a crate in between");
+    assert!(
+        !reaches(&packages, "b", "a"),
+        "a dev-dependency ships nothing"
+    );
 }
 
 #[test]

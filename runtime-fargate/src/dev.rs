@@ -228,3 +228,24 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), DevEr
     served.map_err(DevError::Serve)?;
     Ok(worked?)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use handlers::queue::sqlite::SqliteQueueConfig;
+
+    use crate::cli::{Cli, Command};
+
+    /// `dev`'s queue flags and the local mode's queue defaults (used where
+    /// a data dir is opened without them: redrive, status, the Lambda local
+    /// mode) are two spellings of one setting; they must agree.
+    #[test]
+    fn dev_defaults_are_the_local_queue_defaults() {
+        let Command::Dev(args) = Cli::parse_from(["queue2bucket", "dev"]).command else {
+            panic!("not the dev command");
+        };
+        let defaults = SqliteQueueConfig::default();
+        assert_eq!(args.visibility_timeout, defaults.visibility_timeout);
+        assert_eq!(args.max_receives, defaults.max_receives);
+    }
+}

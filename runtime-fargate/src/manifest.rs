@@ -34,7 +34,7 @@ pub fn manifest() -> Value {
         ),
     ]);
     manifest["health_check_path"] = json!("/");
-    manifest["default_port"] = json!(8000);
+    manifest["default_port"] = json!(crate::settings::DEFAULT_PORT);
     manifest["metrics"] = handlers::manifest::metrics();
     manifest
 }

@@ -12,11 +12,15 @@ use handlers::settings::{CommonArgs, IngestArgs, LimitsArgs, QueueArgs, StoreArg
 
 use crate::idle::IdleLimits;
 
+/// The API's port unless PORT says otherwise (the manifest hands it to the
+/// Terraform checks).
+pub const DEFAULT_PORT: u16 = 8000;
+
 /// Where the API listens (and where the health check looks).
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
     /// TCP port of the API; 0 picks a free one.
-    #[arg(long, env = "PORT", value_name = "PORT", default_value = "8000")]
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 }
 

@@ -27,7 +27,9 @@ pub async fn storer() -> Result<Arc<Storer>, lambda_runtime::Error> {
     if let Some((local, dir)) = config::local()? {
         telemetry::init(local.log.log_format, "info");
         handlers::metrics::install(Service::Worker, &config::LOCAL_METRICS);
-        return Ok(local.local.storer(&dir, local.keys.keys())?);
+        return Ok(local
+            .local
+            .storer(&dir, local.keys.keys(), &local.limits.memory)?);
     }
     let config: WorkerConfig = config::from_env();
     telemetry::init(config.common.log.log_format, "info");
