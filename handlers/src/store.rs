@@ -309,6 +309,45 @@ mod tests {
         assert_eq!(bucket.objects().len(), 1);
     }
 
+    /// Two large emails of 600 KiB each through a slow bucket: with a 1 MiB
+    /// budget the second waits for the first, with 2 MiB they overlap.
+    #[tokio::test(start_paused = true)]
+    async fn staged_emails_held_at_once_stay_within_the_byte_budget() {
+        for (budget, serial) in [(1 << 20, true), (2 << 20, false)] {
+            let bucket = Arc::new(MemoryBucket::default());
+            let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+            let storer = Storer::with_staging(
+                bucket.clone(),
+                KeyPrefix::default(),
+                staging.clone(),
+                budget,
+            );
+            let padding = "x".repeat(600 * 1024);
+            let data = format!(
+                r#"{{"email_subject":"Big","email_sender":"a@b.c","email_timestream":1,"email_content":"{padding}"}}"#
+            );
+            let mut pointers = Vec::new();
+            for _ in 0..2 {
+                let id = EmailId::new();
+                staging.stage(&id, Bytes::from(data.clone())).await.unwrap();
+                let mut pointer = message("{}", Some(id.to_string()));
+                pointer.claim = Some(data.len() as u64);
+                pointers.push(pointer);
+            }
+            bucket.set_delay(std::time::Duration::from_secs(10));
+            let started = tokio::time::Instant::now();
+            let (a, b) = tokio::join!(storer.store(&pointers[0]), storer.store(&pointers[1]));
+            assert_eq!(a.unwrap().outcome, PutOutcome::Created);
+            assert_eq!(b.unwrap().outcome, PutOutcome::Created);
+            let took = started.elapsed();
+            assert_eq!(
+                took >= std::time::Duration::from_secs(20),
+                serial,
+                "budget {budget}: both stored in {took:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_staged_email_that_is_not_an_email_is_poison() {
         let bucket = Arc::new(MemoryBucket::default());

@@ -187,6 +187,13 @@ async fn every_hostile_request_gets_its_documented_answer() {
         accepted,
         "refused requests were queued"
     );
+    // The claim-checked cases left no staged copy behind.
+    let staged = dev.dir.join("bucket/staging");
+    eventually("the staged copies removed", Duration::from_secs(10), || {
+        let left = std::fs::read_dir(&staged).map_or(0, |d| d.count());
+        async move { (left == 0).then_some(()) }
+    })
+    .await;
     dev.process.assert_no_panic();
     let logs = dev.process.lines().join("\n");
     // The start-up banner shows it (the token line and the sample curl);

@@ -237,20 +237,26 @@ async fn many_large_uploads_at_once_get_503_rather_than_the_tasks_memory() {
     for _ in 0..8 {
         let (url, body) = (api.url.clone(), body.clone());
         uploads.spawn(async move {
-            reqwest::Client::new()
+            let answer = reqwest::Client::new()
                 .post(format!("{url}/email"))
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await
-                .expect("an answer")
-                .status()
-                .as_u16()
+                .expect("an answer");
+            let retry_after = answer.headers().contains_key("retry-after");
+            (answer.status().as_u16(), retry_after)
         });
     }
     let mut statuses = Vec::new();
-    while let Some(status) = uploads.join_next().await {
-        statuses.push(status.unwrap());
+    while let Some(answer) = uploads.join_next().await {
+        let (status, retry_after) = answer.unwrap();
+        assert_eq!(
+            status == 503,
+            retry_after,
+            "{status}: Retry-After on 503s only"
+        );
+        statuses.push(status);
     }
     let accepted = statuses.iter().filter(|s| **s == 200).count();
     assert!(

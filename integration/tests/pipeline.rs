@@ -254,10 +254,11 @@ async fn a_rotated_token_is_accepted_at_once_and_bad_tokens_cannot_flood_ssm() {
     let old = stack.token.clone();
     assert_eq!(api.submit(DATA, &old).await.0, 200);
 
-    // Bad tokens, four at a time, for the whole test.
+    // Bad tokens, 32 clients at a time, for the whole test: the checker's
+    // one read a second must serve them all and still let the new token in.
     let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut flood = tokio::task::JoinSet::new();
-    for client in 0..4 {
+    for client in 0..32 {
         let (url, flooding) = (api.url.clone(), flooding.clone());
         flood.spawn(async move {
             let http = reqwest::Client::new();
@@ -323,10 +324,10 @@ async fn a_rotated_token_is_accepted_at_once_and_bad_tokens_cannot_flood_ssm() {
     let flood_seconds = flood_started.elapsed().as_secs_f64();
     let (ssm_after, _) = proxy.counts(Service::Ssm);
     let reads = ssm_after - ssm_before;
-    // Each bad token waits for the next read (at most a second): four
-    // clients send about four a second.
+    // Each bad token waits for the next read (at most a second): 32
+    // clients send about 32 a second.
     assert!(
-        bad.len() >= 10,
+        bad.len() >= 64,
         "the flood sent only {} requests",
         bad.len()
     );
@@ -344,6 +345,45 @@ async fn a_rotated_token_is_accepted_at_once_and_bad_tokens_cannot_flood_ssm() {
         "the old token, after the TTL"
     );
     assert_eq!(api.submit(DATA, "rotated-token").await.0, 200);
+    api.process.assert_no_panic();
+}
+
+/// The README's rotation runbook: the parameter holds the old and the new
+/// token, one per line, while clients move over; then only the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parameter_of_several_tokens_accepts_each_until_one_is_removed() {
+    let moto = Moto::start().await;
+    let mut stack = stack(&moto, StackOptions::default()).await;
+    let ttl = Duration::from_secs(3);
+    let api = Api::start(&env_of(&[
+        &moto.env(),
+        &stack.api_env(),
+        &[("TOKEN_CACHE_TTL".into(), ttl.as_secs().to_string())],
+    ]))
+    .await;
+    let old = stack.token.clone();
+    assert_eq!(api.submit(DATA, &old).await.0, 200);
+
+    stack.rotate_token(&format!("{old}\nnew-token\n")).await;
+    for token in [old.as_str(), "new-token", old.as_str(), "new-token"] {
+        assert_eq!(api.submit(DATA, token).await.0, 200, "{token}");
+    }
+    assert_eq!(api.submit(DATA, "new").await.0, 401, "a part of a token");
+    assert_eq!(
+        api.submit(DATA, &format!("{old}\nnew-token")).await.0,
+        401,
+        "the parameter's whole value is no token"
+    );
+
+    stack.rotate_token("new-token").await;
+    assert_eq!(api.submit(DATA, "new-token").await.0, 200);
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert_eq!(
+        api.submit(DATA, &old).await.0,
+        401,
+        "the old token, removed"
+    );
+    assert_eq!(api.submit(DATA, "new-token").await.0, 200);
     api.process.assert_no_panic();
 }
 
