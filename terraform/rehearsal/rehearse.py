@@ -1522,6 +1522,42 @@ def preflight(bin_dir: Path) -> Path | None:
     return plugin_dir if plugin_dir.is_dir() else None
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children before grandchildren."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name, in parentheses, may hold spaces: the ppid follows the last ")".
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def start_watchdog(seconds: float, workdir: Path) -> threading.Timer:
+    """Ends the rehearsal, moto, terraform and the binaries included, after `seconds`:
+    a stuck step must fail the test command in minutes, not at CI's job timeout."""
+    def expire() -> None:
+        print(f"rehearse: FAILED: not finished within {seconds:.0f} s; logs and state kept in {workdir}",
+              file=sys.stderr, flush=True)
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bin-dir", type=Path, required=True,
@@ -1530,6 +1566,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rehearse only this hosting (repeatable; default: both)")
     parser.add_argument("--sequential", action="store_true", help="one hosting after the other (default: both at once)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, state) even on success")
+    parser.add_argument("--deadline", type=float, default=900,
+                        help="seconds after which the whole rehearsal fails (default 900; it takes about 4 minutes)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -1548,6 +1586,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="q2b-rehearsal-"))
+    watchdog = start_watchdog(args.deadline, workdir)
     cache = workdir / "plugin-cache"
     cache.mkdir()
     sha = git_sha()
@@ -1591,6 +1630,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             detail = str(exc) if isinstance(exc, Failure) else "".join(traceback.format_exception(exc))
             print(f"rehearse: {h}: FAILED ({timings}):\n{detail}\n  logs: {r.dir}", file=sys.stderr)
+    watchdog.cancel()
     print(f"rehearse: {'FAILED' if failed else 'passed'} in {time.monotonic() - started:.0f} s")
     if failed or args.keep:
         print(f"rehearse: logs and state kept in {workdir}")

@@ -356,3 +356,33 @@ class ReadersTest(unittest.TestCase):
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     unittest.main()
+
+
+class WatchdogTest(unittest.TestCase):
+    def test_the_deadline_ends_the_rehearsal_and_what_it_started(self) -> None:
+        import subprocess
+        import time
+        here = Path(__file__).resolve().parent
+        with tempfile.TemporaryDirectory() as tmp:
+            pid_file = Path(tmp) / "child"
+            script = (
+                "import subprocess, sys, time; from pathlib import Path\n"
+                f"sys.path.insert(0, {str(here)!r}); import rehearse\n"
+                "child = subprocess.Popen(['sleep', '60'])\n"
+                f"Path({str(pid_file)!r}).write_text(str(child.pid))\n"
+                f"rehearse.start_watchdog(1, Path({tmp!r}))\n"
+                "time.sleep(60)\n"
+            )
+            started = time.monotonic()
+            run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+            self.assertEqual(run.returncode, 1, run.stderr)
+            self.assertIn("not finished within 1 s", run.stderr)
+            self.assertLess(time.monotonic() - started, 20)
+            child = int(pid_file.read_text())
+            # Killed, and reaped by init once its parent is gone.
+            for _ in range(50):
+                if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                self.fail(f"the rehearsal's child {child} outlived the deadline")
