@@ -190,6 +190,48 @@ async fn send_receive_delete() {
     }
 }
 
+/// A claim-check pointer and an inline email near the queue's 1 MiB limit
+/// travel in one batch and come back as sent: the pointer with its size, the
+/// large body byte for byte, each with its id.
+#[tokio::test(flavor = "multi_thread")]
+async fn claim_pointers_and_large_inline_emails_round_trip() {
+    for b in queues().await {
+        let q = b.queue.as_ref();
+        let id = EmailId::new();
+        let pointer = OutgoingMessage::claim(id, &format!("staging/{id}.json"), 3 << 20);
+        let large = email(&"x".repeat(1_000_000));
+        assert!(large.size() < 1 << 20, "{}", b.name);
+        let sent = [pointer, large];
+        assert_eq!(
+            q.send_batch(&sent).await,
+            vec![Ok(()), Ok(())],
+            "{}",
+            b.name
+        );
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 2 && Instant::now() < deadline {
+            got.extend(q.receive(10, Duration::from_secs(1)).await.unwrap());
+        }
+        assert_eq!(got.len(), 2, "{}", b.name);
+        for s in &sent {
+            let m = got
+                .iter()
+                .find(|m| m.email_id.as_deref() == Some(s.id.to_string().as_str()))
+                .unwrap_or_else(|| panic!("{}: {} not received", b.name, s.id));
+            assert_eq!(m.body, s.body, "{}", b.name);
+            assert_eq!(m.claim, s.claim, "{}", b.name);
+        }
+        let receipts: Vec<&str> = got.iter().map(|m| m.receipt.as_str()).collect();
+        assert_eq!(
+            q.delete_batch(&receipts).await,
+            vec![Ok(()), Ok(())],
+            "{}",
+            b.name
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unacknowledged_message_comes_back_after_the_visibility_timeout() {
     for b in queues().await {
