@@ -7,10 +7,12 @@
 # there, stores it below var.s3_key_prefix and deletes the staged object. So
 # the API may write only below the staging prefix (never where stored emails
 # live), and the worker may read and delete only below it (never a stored
-# email). The worker may also list the bucket, limited to the staging prefix:
-# S3 answers a GetObject of a missing key with 404 only to a caller that may
-# list it (403 otherwise), and a redelivered pointer whose staged object is
-# gone must read as "stored already", not as an error.
+# email). The worker may also list the bucket, limited to the staging prefix
+# and the key prefix: S3 answers a GetObject of a missing key with 404 only to
+# a caller that may list it (403 otherwise), and a redelivered pointer whose
+# staged object is gone is "stored already" only if a listing finds the
+# email's key (else it is lost, and left for the dead-letter queue). Names,
+# never contents: the worker still cannot read a stored email.
 
 # --- Fargate: task execution role (pulls the image, writes logs) -------------
 
@@ -180,7 +182,8 @@ data "aws_iam_policy_document" "worker" {
     resources = [local.staged_objects_arn]
   }
 
-  # Only so that a staged object that is gone answers 404 (see the top).
+  # So that a staged object that is gone answers 404, and that the email's own
+  # key can then be found by name (see the top).
   statement {
     sid       = "FindStagedEmails"
     actions   = ["s3:ListBucket"]
@@ -189,7 +192,7 @@ data "aws_iam_policy_document" "worker" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.s3_staging_prefix}*"]
+      values   = ["${var.s3_staging_prefix}*", "${var.s3_key_prefix}*"]
     }
   }
 }
@@ -300,7 +303,7 @@ data "aws_iam_policy_document" "lambda_worker" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.s3_staging_prefix}*"]
+      values   = ["${var.s3_staging_prefix}*", "${var.s3_key_prefix}*"]
     }
   }
 

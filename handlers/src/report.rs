@@ -26,7 +26,7 @@ impl Outcome {
     pub fn of(result: &Result<Stored, StoreError>) -> Self {
         match result {
             Ok(_) => Self::Stored,
-            Err(StoreError::Poison(_)) => Self::Poison,
+            Err(StoreError::Poison(_) | StoreError::Lost(_)) => Self::Poison,
             Err(StoreError::Bucket(_)) => Self::Failed,
         }
     }
@@ -68,6 +68,10 @@ pub fn store_outcome(
             let (outcome, metric) = match e {
                 StoreError::Poison(_) => (
                     "unstorable; left for the dead-letter queue",
+                    names::MESSAGES_UNSTORABLE,
+                ),
+                StoreError::Lost(_) => (
+                    "staged copy lost; left for the dead-letter queue",
                     names::MESSAGES_UNSTORABLE,
                 ),
                 StoreError::Bucket(_) => ("store failed; will be retried", names::STORE_FAILURES),

@@ -34,6 +34,12 @@ pub enum StoreError {
     /// Worth retrying later.
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    /// A claim check whose staged copy is gone while the email was never
+    /// stored (removed by hand, or expired by the staging prefix's lifecycle
+    /// rule under a pointer redriven past it): left for the dead-letter
+    /// queue, so that an operator sees it, rather than acknowledged.
+    #[error("the staged copy of email {0} is gone and the email is not stored")]
+    Lost(EmailId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,13 +165,16 @@ impl Storer {
             .await
             .map_err(|_| StoreError::Bucket(BucketError("storer closed".into())))?;
         let Some(staged) = self.staging.fetch(&id).await? else {
-            // Staged before the pointer was queued, and removed only once
-            // stored (the lifecycle rule on the staging prefix waits longer
-            // than a message can live, dead-letter queue included): gone
-            // means stored by an earlier delivery.
+            // Staged before the pointer was queued, and removed once stored:
+            // gone means stored by an earlier delivery, which the email's own
+            // key confirms.
+            let key = self.keys.key(&id);
+            if !self.bucket.exists(&key).await? {
+                return Err(StoreError::Lost(id));
+            }
             return Ok(Stored {
                 id,
-                key: self.keys.key(&id),
+                key,
                 outcome: PutOutcome::AlreadyExists,
                 bytes: 0,
             });
@@ -307,6 +316,34 @@ mod tests {
         let again = storer.store(&pointer).await.unwrap();
         assert_eq!(again.outcome, PutOutcome::AlreadyExists);
         assert_eq!(bucket.objects().len(), 1);
+    }
+
+    /// A pointer whose staged copy is gone although the email was never
+    /// stored is not acknowledged as stored: it is left for the dead-letter
+    /// queue, where an operator sees it.
+    #[tokio::test]
+    async fn a_claim_check_whose_staged_copy_vanished_unstored_is_lost_not_stored() {
+        let bucket = Arc::new(MemoryBucket::default());
+        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
+        let storer = Storer::with_staging(
+            bucket.clone(),
+            KeyPrefix::default(),
+            staging.clone(),
+            1 << 20,
+        );
+        let id = EmailId::new();
+        staging
+            .stage(&id, Bytes::from_static(DATA.as_bytes()))
+            .await
+            .unwrap();
+        staging.remove(&id).await.unwrap();
+        let mut pointer = message("{}", Some(id.to_string()));
+        pointer.claim = Some(DATA.len() as u64);
+        assert!(matches!(
+            storer.store(&pointer).await,
+            Err(StoreError::Lost(lost)) if lost == id
+        ));
+        assert!(bucket.objects().is_empty());
     }
 
     /// Two large emails of 600 KiB each through a slow bucket: with a 1 MiB

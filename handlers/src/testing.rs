@@ -352,6 +352,10 @@ impl Bucket for MemoryBucket {
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
+
+    async fn exists(&self, key: &str) -> Result<bool, BucketError> {
+        Ok(self.objects.lock().unwrap().contains_key(key))
+    }
 }
 
 /// A secret store whose value can change, whose reads are counted, and

@@ -994,7 +994,8 @@ class Rehearsal:
         worker stores it byte for byte under its key and removes the staged
         copy. Then the pointer is delivered again, as SQS may: the worker
         finds the staged copy gone (a 404, which its role's s3:ListBucket on
-        the staging prefix makes possible), counts the email as stored and
+        the staging prefix makes possible), finds the email's key by listing
+        it (s3:ListBucket on the key prefix), counts the email as stored and
         acknowledges it; no second object appears."""
         size = LARGE_EMAIL_BYTES[self.hosting]
         limit = int(self.queue_attribute("MaximumMessageSize"))
@@ -1324,8 +1325,13 @@ class Rehearsal:
                 refused += [("s3:PutObject", self.object_arn(staging), {}),
                             ("s3:GetObject", self.object_arn(key_prefix), {}),
                             ("s3:DeleteObject", self.object_arn(key_prefix), {}),
-                            ("s3:ListBucket", bucket, {"s3:prefix": key_prefix}),
+                            ("s3:ListBucket", bucket, {"s3:prefix": "elsewhere/"}),
                             ("s3:ListBucket", bucket, {})]
+                # A staged copy gone: the email's own key, listed by name.
+                found = ("s3:ListBucket", bucket, {"s3:prefix": f"{key_prefix}1796102737-{uuid.uuid4()}.json"})
+                d = iam_policy.evaluate(docs, *found)
+                self.check(d.allowed, f"{component}: may not list {found[2]['s3:prefix']} ({d.reason}), "
+                                      "which the worker does when a staged copy is gone")
             for action, resource, context in refused:
                 d = iam_policy.evaluate(docs, action, resource, context)
                 self.check(not d.allowed, f"{component}: may {action} on {resource} {context or ''}({d.reason}), "

@@ -21,7 +21,7 @@ with python-hcl2 and fails when:
   S3_BUCKET_NAME to stage in; the worker lacks s3:GetObject / s3:DeleteObject
   on the staging prefix (or has them anywhere else), or s3:ListBucket other
   than on the bucket with a StringLike condition on s3:prefix below the
-  staging prefix; the containers and functions stage in different buckets or
+  staging prefix and the key prefix; the containers and functions stage in different buckets or
   under different prefixes (their S3_STAGING_PREFIX, or the binary's
   default); the staging prefix overlaps S3_KEY_PREFIX; the bucket has no
   enabled lifecycle rule expiring the staging prefix later than a pointer
@@ -858,19 +858,21 @@ def claim_check_errors(cfg: Config, manifest: dict) -> list[str]:
                     errors.append(f"{who}: {action} on {res!r}, beyond the staging prefix (expected exactly "
                                   f"{staged!r}): the worker reads and removes only staged emails")
         listing = [g for g in grants if "s3:ListBucket" in g.actions]
-        wanted = ("StringLike", "s3:prefix", [f"{prefix}*"])
+        wanted = ("StringLike", "s3:prefix", [f"{prefix}*", f"{key_prefix}*"])
         ok = False
         for g in listing:
             if g.resources != [bucket_arn] or g.conditions != [wanted]:
                 errors.append(f"{who}: {g.where} grants s3:ListBucket on {g.resources} with conditions "
                               f"{g.conditions}; expected only {bucket_arn!r} with StringLike s3:prefix "
-                              f"{wanted[2]} (a staged email that is gone must answer 404, and nothing else be listed)")
+                              f"{wanted[2]} (a staged email that is gone must answer 404 and its email's key be "
+                              "found by name, and nothing else be listed)")
             else:
                 ok = True
         if not ok:
             errors.append(f"{who}: lacks s3:ListBucket on {bucket_arn!r} with StringLike s3:prefix "
-                          f"['{prefix}*']: a staged email that is gone would answer 403, not 404, and a "
-                          "redelivered pointer would fail until the dead-letter queue instead of counting as stored")
+                          f"{wanted[2]}: a staged email that is gone would answer 403, not 404, or its email's "
+                          "key could not be listed, and a redelivered pointer would fail until the dead-letter "
+                          "queue instead of counting as stored")
 
     errors += lifecycle_errors(cfg, bucket, prefix, key_prefix)
     errors += queue_size_errors(cfg)
@@ -1540,7 +1542,7 @@ def _mutations() -> list[tuple[str, str, Mutation]]:
              "resources", [["${local.staged_objects_arn}", "${aws_s3_bucket.emails.arn}/*"]])),
         ("the worker's s3:ListBucket loses its s3:prefix condition", "lacks s3:ListBucket",
          lambda c, m: _statement_with(c, ROLES["worker"], "s3:ListBucket").pop("condition")),
-        ("the worker function's s3:ListBucket condition names the key prefix", "StringLike s3:prefix",
+        ("the worker function's s3:ListBucket condition names only the key prefix", "StringLike s3:prefix",
          lambda c, m: _statement_with(c, ROLES["lambda-worker"], "s3:ListBucket")["condition"][0].__setitem__(
              "values", [["${var.s3_key_prefix}*"]])),
         ("the worker function stages under another prefix than the API", "under different prefixes",

@@ -174,6 +174,10 @@ impl Bucket for DirBucket {
         .await
     }
 
+    async fn exists(&self, key: &str) -> Result<bool, BucketError> {
+        blocking(self.path_of(key)?, |path| path.try_exists()).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), BucketError> {
         blocking(self.path_of(key)?, |path| match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -42,4 +42,7 @@ pub trait Bucket: Send + Sync + 'static {
 
     /// Removes an object; a key that is not there is not an error.
     async fn delete(&self, key: &str) -> Result<(), BucketError>;
+
+    /// Whether an object is stored under `key`, without reading it.
+    async fn exists(&self, key: &str) -> Result<bool, BucketError>;
 }

@@ -18,7 +18,9 @@ impl S3Bucket {
     /// IAM actions the worker calls: it writes emails under their key prefix,
     /// and reads and removes staged (claim-checked) ones. Reading a key that
     /// is gone answers 404 only to a caller that may list the bucket (403
-    /// otherwise), hence `s3:ListBucket`, limited to the staging prefix.
+    /// otherwise), hence `s3:ListBucket`, limited to the staging prefix and
+    /// the key prefix (where it looks for an email whose staged copy is
+    /// gone).
     pub const ACTIONS: &[&str] = &[
         "s3:PutObject",
         "s3:GetObject",
@@ -83,6 +85,21 @@ impl Bucket for S3Bucket {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(BucketError(describe(&e))),
         }
+    }
+
+    /// A listing of the key itself as prefix, not a HEAD: the worker may
+    /// list names below its prefixes but never read a stored email.
+    async fn exists(&self, key: &str) -> Result<bool, BucketError> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| BucketError(describe(&e)))?;
+        Ok(listed.contents().iter().any(|o| o.key() == Some(key)))
     }
 
     async fn delete(&self, key: &str) -> Result<(), BucketError> {
