@@ -43,9 +43,9 @@ pub struct Faults {
     pub latency: Duration,
     /// Fraction (0–1) of calls answered with a retryable server error.
     pub error_rate: f64,
-    /// Only calls with this HTTP method are affected by `error_rate` (e.g.
-    /// PUT for S3 PutObject); None: all.
-    pub error_method: Option<Method>,
+    /// Only calls with this HTTP method get the latency and the errors
+    /// above (e.g. PUT for S3 PutObject); None: all.
+    pub method: Option<Method>,
     /// New connections are reset at once.
     pub reset: bool,
     /// New connections are accepted and never answered.
@@ -183,13 +183,10 @@ async fn forward(port: &Port, request: hyper::Request<hyper::body::Incoming>) ->
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let faults = port.faults.lock().unwrap().clone();
-    if !faults.latency.is_zero() {
+    let affected = faults.method.as_ref().is_none_or(|m| *m == parts.method);
+    if affected && !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    let affected = faults
-        .error_method
-        .as_ref()
-        .is_none_or(|m| *m == parts.method);
     if affected && faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
         port.injected.fetch_add(1, Ordering::Relaxed);
         return injected_error(port.service);

@@ -233,7 +233,7 @@ async fn a_thousand_emails_through_kills_and_outages_are_each_stored_once() {
                 Service::S3,
                 Faults {
                     error_rate: 0.1,
-                    error_method: Some(axum::http::Method::PUT),
+                    method: Some(axum::http::Method::PUT),
                     ..Faults::default()
                 },
             ),

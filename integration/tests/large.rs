@@ -133,14 +133,15 @@ async fn a_worker_killed_between_storing_and_removing_the_staged_email_loses_and
     assert_eq!(status, 200);
     let id = id.unwrap();
 
-    // Removing the staged email fails: the worker stores the email, then
-    // hangs on the removal's retries, and is killed there.
+    // Removing the staged email hangs (every S3 DELETE waits a minute at the
+    // proxy): the worker stores the email, then waits on the removal, with
+    // the message still in flight, and is killed there.
     let proxy = FaultProxy::start(&moto.endpoint).await;
     proxy.set(
         Service::S3,
         Faults {
-            error_rate: 1.0,
-            error_method: Some(reqwest::Method::DELETE),
+            latency: Duration::from_secs(60),
+            method: Some(reqwest::Method::DELETE),
             ..Faults::default()
         },
     );
@@ -150,6 +151,11 @@ async fn a_worker_killed_between_storing_and_removing_the_staged_email_loses_and
         stack.object(&key)
     })
     .await;
+    assert_eq!(
+        stack.depth(&stack.queue_url).await,
+        1,
+        "the message is still in flight when the worker is killed"
+    );
     worker.kill();
     assert_eq!(
         staged_keys(&stack).await.len(),
