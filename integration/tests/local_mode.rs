@@ -88,6 +88,39 @@ async fn the_banner_says_how_to_use_it_and_the_curl_works() {
             l.starts_with("stored ") && l.contains(id)
         })
         .await;
+
+    // An email over a queue message's 1 MiB: through the claim check,
+    // stored byte for byte, the staged copy removed.
+    let large = DATA.replace("Hi Bob", &"e".repeat(2 * 1024 * 1024));
+    let (status, body) = post(&dev.url, &large).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().unwrap();
+    let path = dir.join("bucket").join(integration::object_key(id));
+    eventually("the large file", Duration::from_secs(10), || {
+        let found = std::fs::read(&path).ok();
+        async move { found }
+    })
+    .await;
+    assert!(
+        std::fs::read(&path).unwrap() == large.as_bytes(),
+        "byte for byte"
+    );
+    eventually("the staged copy removed", Duration::from_secs(10), || {
+        let left = files(&dir.join("bucket/staging")).len();
+        async move { (left == 0).then_some(()) }
+    })
+    .await;
+
+    // The local mode's metrics: a summary line instead of EMF documents.
+    dev.process
+        .wait_for_line("the summary line", |l| {
+            l == "accepted 2, stored 2 since the start; 0 waiting, 0 in the dead-letter table"
+        })
+        .await;
+    assert!(
+        !dev.process.lines().iter().any(|l| l.contains("\"_aws\"")),
+        "no EMF document in the local mode"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
