@@ -443,8 +443,11 @@ async fn http_answers_are_the_same_on_every_target() {
     assert_eq!(stack.depth(&stack.queue_url).await, queued_cases * (1 + 8));
 }
 
+/// Both functions, as `cargo lambda watch` from the repository root serves
+/// them: the HTTP one through its function URL, the SQS one invoked with an
+/// SQS event.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_http_function_runs_under_cargo_lambda_watch() {
+async fn both_functions_run_under_cargo_lambda_watch() {
     let moto = Moto::start().await;
     let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
     let port = free_port();
@@ -469,7 +472,7 @@ async fn the_http_function_runs_under_cargo_lambda_watch() {
                 std::env::var("PATH").unwrap_or_default()
             ),
         );
-    for (k, v) in env_of(&[&moto.env(), &stack.api_env()]) {
+    for (k, v) in env_of(&[&moto.env(), &stack.api_env(), &stack.worker_env()]) {
         command.env(k, v);
     }
     let watch = Process::spawn("cargo lambda watch", command);
@@ -501,6 +504,33 @@ async fn the_http_function_runs_under_cargo_lambda_watch() {
         stack.depth(&stack.queue_url).await,
         queued_cases,
         "the emails reached the queue"
+    );
+
+    // The worker function, invoked as `cargo lambda invoke` does.
+    let event = json!({"Records": [{
+        "messageId": "7d2f36b4-87a3-44ab-83d2-661975830001", "receiptHandle": "r",
+        "body": DATA, "md5OfBody": "",
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1732780800000"},
+        "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:q", "awsRegion": "us-east-2"
+    }]});
+    let answer: Value = http
+        .post(format!(
+            "http://127.0.0.1:{port}/2015-03-31/functions/queue2bucket-worker/invocations"
+        ))
+        .json(&event)
+        .send()
+        .await
+        .expect("the worker function answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let keys = stack.keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(
+        stack.object(&keys[0]).await.as_deref(),
+        Some(DATA.as_bytes())
     );
     watch.assert_no_panic();
 }
@@ -883,6 +913,7 @@ async fn large_emails_pass_every_lambda_front_door_within_its_limit() {
         .into_iter()
         .find(|c| matches!(c.expect, Expect::Queued))
         .expect("a valid email in the table");
+    let mut sent = Vec::new();
     for (kind, size, claim) in [
         (EventKind::Alb, 900 * 1024, false),
         (EventKind::ApiGatewayV1, 3 * 1024 * 1024, true),
@@ -909,7 +940,76 @@ async fn large_emails_pass_every_lambda_front_door_within_its_limit() {
         } else {
             assert!(staged.is_none(), "{kind:?}: inline, nothing staged");
         }
+        sent.push((id, data));
     }
     assert_eq!(stack.depth(&stack.queue_url).await, 4);
     function.assert_no_panic();
+
+    // The SQS function takes the queued messages, pointers included, as
+    // Lambda's event source mapping hands them over.
+    let mut records = Vec::new();
+    while records.len() < 4 {
+        let received = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        for m in received.messages() {
+            let attributes: serde_json::Map<String, Value> = m
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| {
+                    let value = json!({"stringValue": value.string_value(), "stringListValues": [],
+                                       "binaryListValues": [], "dataType": value.data_type()});
+                    (name.clone(), value)
+                })
+                .collect();
+            records.push(json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                "body": m.body(), "md5OfBody": "",
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1732780800000"},
+                "messageAttributes": attributes, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:q", "awsRegion": "us-east-2"
+            }));
+        }
+    }
+    let worker_runtime = FakeRuntime::start().await;
+    let worker = Process::spawn(
+        "queue2bucket-worker",
+        integration::command_at(
+            &bin_path("queue2bucket-worker"),
+            &[],
+            &env_of(&[
+                &moto.env(),
+                &stack.worker_env(),
+                &worker_runtime.env("queue2bucket-worker"),
+            ]),
+        ),
+    );
+    let Outcome::Response(answer) = worker_runtime.invoke(&json!({ "Records": records })).await
+    else {
+        panic!("the SQS function failed");
+    };
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    for (id, data) in &sent {
+        assert_eq!(
+            stack.object(&integration::object_key(id)).await.as_deref(),
+            Some(data.as_bytes()),
+            "{id}: stored byte for byte"
+        );
+        assert!(
+            stack.object(&format!("staging/{id}.json")).await.is_none(),
+            "{id}: staged copy removed"
+        );
+    }
+    worker.assert_no_panic();
 }
