@@ -300,7 +300,7 @@ resource "aws_cloudwatch_metric_alarm" "api_unhealthy_hosts" {
 # The worker cannot write to the bucket.
 resource "aws_cloudwatch_metric_alarm" "store_failures" {
   alarm_name          = "${var.name}-store-failures"
-  alarm_description   = "Storing emails in ${aws_s3_bucket.emails.bucket} failed over ${var.alarm_store_failures} times in 5 minutes. The emails stay on the queue and are retried; after ${var.max_receive_count} receives they go to the dead-letter queue. Worker logs (each failed store names its error): AccessDenied (in the worker's role s3:PutObject below ${var.s3_key_prefix}, s3:GetObject below ${var.s3_staging_prefix} for large emails; the bucket policy), SlowDown (over about 3,500 PUT/s on one prefix: README, Capacity and cost), 5xx or timeouts (AWS Health for S3). Clears by itself once stores succeed."
+  alarm_description   = "Storing emails in ${aws_s3_bucket.emails.bucket} failed over ${var.alarm_store_failures} times in 5 minutes. The emails stay on the queue and are retried; after ${var.max_receive_count} receives they go to the dead-letter queue (queue2bucket redrive once fixed). The dashboard's worker widget splits them, the worker logs name each error: StoreFailuresDenied, AccessDenied (in the worker's role s3:PutObject below ${var.s3_key_prefix}, s3:GetObject below ${var.s3_staging_prefix} for large emails; the bucket and KMS key policies), StoreFailuresThrottled, SlowDown (over about 3,500 PUT/s on one prefix: README, Capacity and cost), 5xx or timeouts (AWS Health for S3). Clears by itself once stores succeed."
   namespace           = var.metrics_namespace
   metric_name         = "StoreFailures"
   dimensions          = { Service = "worker" }

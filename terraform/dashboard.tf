@@ -182,6 +182,8 @@ locals {
             [var.metrics_namespace, "EmailsStored", "Service", "worker", { label = "stored" }],
             [var.metrics_namespace, "EmailsAlreadyStored", "Service", "worker", { label = "already stored" }],
             [var.metrics_namespace, "StoreFailures", "Service", "worker", { label = "store failures (retried)" }],
+            [var.metrics_namespace, "StoreFailuresThrottled", "Service", "worker", { label = "of them throttled (SlowDown)" }],
+            [var.metrics_namespace, "StoreFailuresDenied", "Service", "worker", { label = "of them denied (AccessDenied, KMS)" }],
             [var.metrics_namespace, "MessagesUnstorable", "Service", "worker", { label = "unstorable (left for the DLQ)" }],
             [var.metrics_namespace, "MessagesHandedBack", "Service", "worker", { label = "handed back after 5 min" }],
           ]

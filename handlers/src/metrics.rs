@@ -49,6 +49,8 @@ pub mod names {
     pub const EMAILS_STORED: &str = "EmailsStored";
     pub const EMAILS_ALREADY_STORED: &str = "EmailsAlreadyStored";
     pub const STORE_FAILURES: &str = "StoreFailures";
+    pub const STORE_FAILURES_THROTTLED: &str = "StoreFailuresThrottled";
+    pub const STORE_FAILURES_DENIED: &str = "StoreFailuresDenied";
     pub const MESSAGES_UNSTORABLE: &str = "MessagesUnstorable";
     pub const MESSAGES_HANDED_BACK: &str = "MessagesHandedBack";
     pub const END_TO_END_LATENCY: &str = "EndToEndLatency";
@@ -99,6 +101,8 @@ pub const WORKER: &[(&str, Unit, Kind)] = &[
     (EMAILS_STORED, Unit::Count, C),
     (EMAILS_ALREADY_STORED, Unit::Count, C),
     (STORE_FAILURES, Unit::Count, C),
+    (STORE_FAILURES_THROTTLED, Unit::Count, C),
+    (STORE_FAILURES_DENIED, Unit::Count, C),
     (MESSAGES_UNSTORABLE, Unit::Count, C),
     (MESSAGES_HANDED_BACK, Unit::Count, C),
     (END_TO_END_LATENCY, Unit::Milliseconds, D),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::bucket::PutOutcome;
+use crate::bucket::{FailureCause, PutOutcome};
 use crate::id::now_millis;
 use crate::metrics::names;
 use crate::queue::ReceivedMessage;
@@ -77,6 +77,18 @@ pub fn store_outcome(
                 StoreError::Bucket(_) => ("store failed; will be retried", names::STORE_FAILURES),
             };
             ::metrics::counter!(metric).increment(1);
+            if let StoreError::Bucket(failure) = e {
+                // Of the failures, those an operator acts on differently.
+                match failure.cause() {
+                    FailureCause::Throttled => {
+                        ::metrics::counter!(names::STORE_FAILURES_THROTTLED).increment(1);
+                    }
+                    FailureCause::Denied => {
+                        ::metrics::counter!(names::STORE_FAILURES_DENIED).increment(1);
+                    }
+                    FailureCause::Other => {}
+                }
+            }
             tracing::warn!(
                 message_id = message.message_id,
                 receive_count = message.receive_count,
@@ -88,4 +100,55 @@ pub fn store_outcome(
         }
     }
     Outcome::of(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::BucketError;
+    use crate::metrics::{Emf, MetricsArgs, MetricsFormat, Service};
+
+    fn message() -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: "{}".into(),
+            email_id: None,
+            sent_at_ms: None,
+            receive_count: 1,
+            claim: None,
+        }
+    }
+
+    /// Each failed store counts once in StoreFailures, and once more under
+    /// its cause when an operator acts on it differently.
+    #[test]
+    fn a_failed_store_is_counted_with_its_cause() {
+        let emf = Emf::new(
+            Service::Worker,
+            &MetricsArgs {
+                metrics_format: MetricsFormat::Off,
+                metrics_namespace: "Test".into(),
+            },
+        );
+        let failures = [
+            "AccessDenied: Access Denied",
+            "SlowDown: Please reduce your request rate.",
+            "SlowDown: again",
+            "timed out",
+        ];
+        metrics::with_local_recorder(&emf, || {
+            for text in failures {
+                let failed = Err(StoreError::Bucket(BucketError(text.into())));
+                assert_eq!(
+                    store_outcome(&message(), &failed, Duration::ZERO),
+                    Outcome::Failed
+                );
+            }
+        });
+        let doc = emf.document(0);
+        assert_eq!(doc[names::STORE_FAILURES], 4);
+        assert_eq!(doc[names::STORE_FAILURES_THROTTLED], 2);
+        assert_eq!(doc[names::STORE_FAILURES_DENIED], 1);
+    }
 }
