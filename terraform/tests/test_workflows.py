@@ -70,6 +70,37 @@ BUILD_ACTIONS = ("actions/setup-python", "actions/setup-node", "Swatinem/rust-ca
 BUILD_COMMANDS = re.compile(r"\b(cargo|rustup|pip3?|npm|npx|yarn|docker build|docker buildx|make)\b|scripts/("
                             r"setup|test|lambda-arm64|lambda-package|bench)\.sh")
 
+# What a job holding an AWS token may run, and nothing else: the deploy steps'
+# scripts, the AWS, registry and GitHub CLIs, Terraform, and shell built-ins.
+TOKEN_JOB_ACTIONS = ("actions/checkout", "actions/download-artifact", "aws-actions/amazon-ecr-login",
+                     "aws-actions/configure-aws-credentials", "hashicorp/setup-terraform")
+TOKEN_JOB_COMMANDS = {
+    "scripts/deploy.sh", "scripts/system-test.sh", "scripts/deploy-settings.sh", "../scripts/terraform-plan.sh",
+    "aws", "skopeo", "jq", "gh", "terraform",
+    "set", "echo", "printf", "cat", "tee", "exit", "test", "[", "[[", "true", "false",
+}
+SHELL_WORDS = {"if", "then", "else", "elif", "fi", "for", "in", "do", "done", "while", "until", "case", "esac", "!",
+               "]", "]]"}
+
+
+def commands_of(script: str) -> set[str]:
+    """The command names a shell step runs: the first word of each simple command, with quoted text,
+    comments and variable assignments set aside (enough for the workflows' own steps)."""
+    text = script.replace("\\\n", " ")
+    text = re.sub(r"'[^']*'", "Q", text)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "Q", text)
+    text = re.sub(r"(?m)^\s*#.*$", "", text)
+    found = set()
+    for part in re.split(r"\$\(|\|\||&&|[|;\n{}()]", text):
+        words = [w for w in part.split() if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)]
+        if words and words[0] in ("for", "case", "select"):
+            continue  # "for NAME in WORDS": no command until "do"
+        while words and words[0] in SHELL_WORDS:
+            words = words[1:]
+        if words and not words[0].startswith(("Q", ">", "<", "2>")):
+            found.add(words[0])
+    return found
+
 
 def load(name: str) -> dict[str, Any]:
     data = yaml.safe_load((WORKFLOWS / name).read_text())
@@ -266,6 +297,20 @@ class RolesTest(unittest.TestCase):
                 self.assertFalse(uses.startswith(BUILD_ACTIONS), f"{name}: {job_name} uses {uses} next to an AWS token")
                 run = step.get("run", "")
                 self.assertIsNone(BUILD_COMMANDS.search(run), f"{name}: {job_name} builds or installs: {run!r}")
+
+    def test_token_jobs_run_only_what_is_allowed(self) -> None:
+        # An allow-list, not only the build steps above: anything new next to an AWS token is a decision.
+        for name, job_name, job in self.id_token_jobs():
+            for step in job.get("steps", []):
+                if "uses" in step:
+                    self.assertIn(step["uses"].split("@")[0], TOKEN_JOB_ACTIONS, f"{name}: {job_name}")
+                unknown = commands_of(step.get("run", "")) - TOKEN_JOB_COMMANDS
+                self.assertFalse(unknown, f"{name}: {job_name} runs {sorted(unknown)} next to an AWS token")
+
+    def test_the_command_reader_finds_every_command(self) -> None:
+        script = 'set -e\nX=$(gh run list --jq \'.[0]\') \\\n  && curl -s "$U" | sh\n# pip install\n'
+        script += 'if [ -n "$A" ]; then cargo build; fi\nfor a in 1 2; do make; done\n{ echo "x"; } >>"$F"\n'
+        self.assertEqual(commands_of(script), {"set", "gh", "curl", "sh", "[", "cargo", "make", "echo"})
 
     def test_build_jobs_get_no_token(self) -> None:
         for name, wf in workflows().items():
