@@ -865,6 +865,10 @@ def table(r):
         checks.append(("API peak RSS, 64 concurrent 5 MB uploads (budget 64 MiB)", "< 160 MB",
                        f'{peak:.0f} MB ({b["non2xx"]:,} of {b["requests"]:,} answered 503)',
                        peak < 160))
+        # The worker's worst case: staged emails within the same budget, plus its inline batches.
+        worker = max((v, k) for k, v in g["rss_mb"].items() if k.startswith("worker"))
+        checks.append(("worker peak RSS on large-email backlogs (budget 64 MiB)", "< 160 MB",
+                       f"{worker[0]:.0f} MB ({worker[1]})", worker[0] < 160))
     if "static" in r:
         st = r["static"]
         out += ["", "### Static musl binary (the image's) vs glibc build", "",

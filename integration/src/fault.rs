@@ -17,6 +17,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::move_task::MoveTasks;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
     Sqs,
@@ -62,6 +64,8 @@ struct Port {
     /// Bumped when the service goes down: open connections are dropped,
     /// so that pooled ones see the outage too.
     cut: watch::Sender<u64>,
+    /// SQS only: move tasks played here (the server offers none).
+    move_tasks: Mutex<Option<Arc<MoveTasks>>>,
 }
 
 pub struct FaultProxy {
@@ -81,6 +85,7 @@ impl FaultProxy {
                 forwarded: AtomicU64::new(0),
                 injected: AtomicU64::new(0),
                 cut: watch::channel(0).0,
+                move_tasks: Mutex::default(),
             });
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -114,6 +119,14 @@ impl FaultProxy {
         if down {
             port.cut.send_modify(|n| *n += 1);
         }
+    }
+
+    /// From now on SQS's message-move task calls are answered here, the
+    /// moves made through `sqs` (see [`MoveTasks`]).
+    pub fn offer_move_tasks(&self, sqs: aws_sdk_sqs::Client) -> Arc<MoveTasks> {
+        let tasks = Arc::new(MoveTasks::new(sqs));
+        *self.port(Service::Sqs).move_tasks.lock().unwrap() = Some(tasks.clone());
+        tasks
     }
 
     pub fn clear(&self) {
@@ -190,6 +203,17 @@ async fn forward(port: &Port, request: hyper::Request<hyper::body::Incoming>) ->
     if affected && faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
         port.injected.fetch_add(1, Ordering::Relaxed);
         return injected_error(port.service);
+    }
+    let move_tasks = port.move_tasks.lock().unwrap().clone();
+    if let Some(tasks) = move_tasks {
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .unwrap_or_default();
+        if let Some(answer) = tasks.answer(target, &body).await {
+            return answer;
+        }
     }
     port.forwarded.fetch_add(1, Ordering::Relaxed);
     upstream(port, parts.method, &parts.uri, &parts.headers, body).await

@@ -4,6 +4,7 @@
 
 pub mod fault;
 pub mod lambda;
+pub mod move_task;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

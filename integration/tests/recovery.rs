@@ -13,6 +13,7 @@ use handlers::id::EmailId;
 use handlers::local::DataDir;
 use handlers::queue::sqlite::SqliteQueueConfig;
 use handlers::queue::{OutgoingMessage, Queue};
+use integration::fault::FaultProxy;
 use integration::{
     Api, DATA, Moto, Process, Stack, StackOptions, command, env_of, eventually, object_file,
     object_key, start_worker,
@@ -111,6 +112,104 @@ async fn dead_lettered_emails_are_redriven_and_stored_exactly_once() {
         .assert_stored_exactly_once(&posted, Duration::from_secs(60))
         .await;
     assert_eq!(stack.depth(&stack.dlq_url).await, 0);
+    worker.assert_no_panic();
+}
+
+/// Where the service offers SQS's message-move task (played at the fault
+/// proxy, which moto lacks) and every dead letter carries its email id, the
+/// command uses the task; with one from another producer it does not (a
+/// moved message gets a new message id, hence another derived id), and
+/// copies message by message.
+#[tokio::test(flavor = "multi_thread")]
+async fn redrive_uses_sqs_move_task_only_when_every_email_keeps_its_id() {
+    let moto = Moto::start().await;
+    let stack = Stack::create(
+        moto.clients().await,
+        StackOptions {
+            visibility_timeout_secs: 30,
+            max_receive_count: 2,
+        },
+    )
+    .await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let tasks = proxy.offer_move_tasks(stack.clients.sqs.clone());
+    let api = Api::start(&env_of(&[&moto.env(), &stack.api_env()])).await;
+    let posted = api
+        .submit_accepted(3, "moved by a task", &stack.token)
+        .await;
+    exhaust_receives(&stack, 3).await;
+    let env = env_of(&[
+        &moto.env(),
+        &proxy.env(),
+        &[("SQS_QUEUE_URL".into(), stack.queue_url.clone())],
+    ]);
+    let (ok, report) = run(&["redrive"], &env);
+    assert!(ok, "{report}");
+    assert!(report.contains("moved 3 messages"), "{report}");
+    assert_eq!(tasks.started(), 1, "SQS's move task was used");
+    assert_eq!(stack.depth(&stack.dlq_url).await, 0);
+
+    let worker = start_worker(&env_of(&[&moto.env(), &stack.worker_env()]));
+    stack
+        .assert_stored_exactly_once(&posted, Duration::from_secs(60))
+        .await;
+    worker.assert_no_panic();
+
+    // Another queue's dead letters, one of them another producer's.
+    let stack = Stack::create(
+        moto.clients().await,
+        StackOptions {
+            visibility_timeout_secs: 30,
+            max_receive_count: 2,
+        },
+    )
+    .await;
+    let id = EmailId::new();
+    let mut posted = vec![(id.to_string(), DATA.replace("Hi Bob", "moved by copy"))];
+    let foreign = DATA.replace("Hi Bob", "from another producer");
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(&posted[0].1)
+        .message_attributes(
+            handlers::queue::ID_ATTRIBUTE,
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(id.to_string())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("send");
+    let sent = stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(&foreign)
+        .send()
+        .await
+        .expect("send");
+    let message_id = sent.message_id().expect("message id").to_owned();
+    let sent_at = sent_timestamp(&stack, &message_id).await;
+    exhaust_receives(&stack, 2).await;
+    let env = env_of(&[
+        &moto.env(),
+        &proxy.env(),
+        &[("SQS_QUEUE_URL".into(), stack.queue_url.clone())],
+    ]);
+    let (ok, report) = run(&["redrive"], &env);
+    assert!(ok, "{report}");
+    assert!(report.contains("moved 2 messages"), "{report}");
+    assert_eq!(tasks.started(), 1, "no move task with a foreign message");
+    posted.push((EmailId::derived(&message_id, sent_at).to_string(), foreign));
+    let worker = start_worker(&env_of(&[&moto.env(), &stack.worker_env()]));
+    stack
+        .assert_stored_exactly_once(&posted, Duration::from_secs(60))
+        .await;
     worker.assert_no_panic();
 }
 
