@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Bucket, BucketError, NewObject, PutOutcome};
 use crate::aws::describe;
@@ -74,13 +74,18 @@ impl Bucket for S3Bucket {
             .send()
             .await
         {
-            Ok(output) => {
-                let body = output
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| BucketError(format!("reading {key}: {e}")))?;
-                Ok(Some(body.into_bytes()))
+            Ok(mut output) => {
+                // One buffer sized from the declared length, filled chunk by
+                // chunk: a collected body joined afterwards would hold a
+                // large email twice. (Reserved up to a bound: the length is
+                // the server's word; past it the buffer grows as bytes come.)
+                let declared = output.content_length().unwrap_or(0).clamp(0, 64 << 20) as usize;
+                let mut body = BytesMut::with_capacity(declared);
+                while let Some(chunk) = output.body.next().await {
+                    let chunk = chunk.map_err(|e| BucketError(format!("reading {key}: {e}")))?;
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(body.freeze()))
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(BucketError(describe(&e))),
