@@ -237,7 +237,7 @@ class ChainingTest(unittest.TestCase):
         head_sha_jobs = [name for name, job in jobs(release) if "workflow_run.head_sha" in text_of(job)]
         self.assertEqual(head_sha_jobs, ["resolve"], "head_sha must be read once, by the resolve job")
         deploy = release["jobs"]["deploy"]
-        self.assertEqual(deploy["uses"], "./.github/workflows/deploy.yml")
+        self.assertEqual(deploy["uses"], "$/.github/workflows/deploy.yml")
         self.assertEqual(set(deploy["needs"]), {"resolve", "push-image"})
         self.assertEqual(deploy["with"]["image_tag"], "${{ needs.resolve.outputs.sha }}")
         self.assertEqual(deploy["with"]["lambda_zips_run_id"], "${{ needs.resolve.outputs.ci_run_id }}")
@@ -277,7 +277,7 @@ class RolesTest(unittest.TestCase):
         for name, job_name, job in self.id_token_jobs():
             where = f"{name}: {job_name}"
             if "uses" in job:  # a reusable workflow: its own jobs are checked where they are defined
-                self.assertTrue(job["uses"].startswith("./.github/workflows/"), where)
+                self.assertTrue(job["uses"].startswith("$/.github/workflows/"), where)
                 continue
             roles = set(re.findall(r"vars\.(AWS_[A-Z_]+_ROLE_ARN)", text_of(job)))
             self.assertEqual(len(roles), 1, f"{where} must assume exactly one role, not {sorted(roles)}")
@@ -430,7 +430,7 @@ class ConcurrencyTest(unittest.TestCase):
 
     def test_terraform_changes_to_templates_are_rolled_out(self) -> None:
         rollout = load("terraform.yml")["jobs"]["rollout"]
-        self.assertEqual(rollout["uses"], "./.github/workflows/deploy.yml")
+        self.assertEqual(rollout["uses"], "$/.github/workflows/deploy.yml")
         self.assertEqual(rollout["with"]["image_tag"], "running")
         self.assertIn("needs.apply.outputs.templates_changed == 'true'", rollout["if"])
 
@@ -461,15 +461,16 @@ class VersionsTest(unittest.TestCase):
 
 
 class FilesTest(unittest.TestCase):
-    def test_reusable_workflows_are_local_files(self) -> None:
-        # GitHub reads a local reusable workflow only as ./.github/workflows/<file>.
+    def test_reusable_workflows_are_this_repositorys_files(self) -> None:
+        # Called with the self-repository syntax ($/…: the running commit's own file, no checkout
+        # needed), and the file must exist.
         for name, wf in workflows().items():
             for job_name, job in jobs(wf):
                 uses = job.get("uses")
                 if uses is None:
                     continue
                 where = f"{name}: {job_name} uses {uses}"
-                self.assertTrue(uses.startswith("./.github/workflows/"), where)
+                self.assertTrue(uses.startswith("$/.github/workflows/"), where)
                 self.assertTrue((REPO / uses[2:]).is_file(), where)
 
     def test_scripts_the_workflows_run_exist(self) -> None:
