@@ -140,14 +140,18 @@ impl MoveTasks {
             moved += messages.len() as u64;
         }
         let handle = format!("move-task-{}", self.started());
+        // As SQS lists a finished task: no handle (it names one only while
+        // the task runs), the time it started.
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         self.tasks.lock().unwrap().push(json!({
-            "TaskHandle": handle,
             "Status": "COMPLETED",
             "SourceArn": source_arn,
             "DestinationArn": destination_arn,
             "ApproximateNumberOfMessagesMoved": moved,
             "ApproximateNumberOfMessagesToMove": moved,
-            "StartedTimestamp": 0,
+            "StartedTimestamp": started_ms,
         }));
         Ok(json!({ "TaskHandle": handle }))
     }

@@ -189,6 +189,7 @@ async fn every_hostile_request_gets_its_documented_answer() {
     );
     // The claim-checked cases left no staged copy behind.
     let staged = dev.dir.join("bucket/staging");
+    assert!(staged.is_dir(), "the claim-checked cases staged nothing");
     eventually("the staged copies removed", Duration::from_secs(10), || {
         let left = std::fs::read_dir(&staged).map_or(0, |d| d.count());
         async move { (left == 0).then_some(()) }

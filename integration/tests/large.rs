@@ -151,9 +151,23 @@ async fn a_worker_killed_between_storing_and_removing_the_staged_email_loses_and
         stack.object(&key)
     })
     .await;
+    let in_flight = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default()
+        .remove(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
     assert_eq!(
-        stack.depth(&stack.queue_url).await,
-        1,
+        in_flight.as_deref(),
+        Some("1"),
         "the message is still in flight when the worker is killed"
     );
     worker.kill();

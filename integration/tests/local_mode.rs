@@ -105,6 +105,7 @@ async fn the_banner_says_how_to_use_it_and_the_curl_works() {
         std::fs::read(&path).unwrap() == large.as_bytes(),
         "byte for byte"
     );
+    assert!(dir.join("bucket/staging").is_dir(), "nothing was staged");
     eventually("the staged copy removed", Duration::from_secs(10), || {
         let left = files(&dir.join("bucket/staging")).len();
         async move { (left == 0).then_some(()) }

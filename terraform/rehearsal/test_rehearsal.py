@@ -353,11 +353,6 @@ class ReadersTest(unittest.TestCase):
         self.assertTrue(kinds)
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    unittest.main()
-
-
 class WatchdogTest(unittest.TestCase):
     def test_the_deadline_ends_the_rehearsal_and_what_it_started(self) -> None:
         import subprocess
@@ -381,8 +376,18 @@ class WatchdogTest(unittest.TestCase):
             child = int(pid_file.read_text())
             # Killed, and reaped by init once its parent is gone.
             for _ in range(50):
-                if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+                try:
+                    state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    break  # gone
+                if state == "Z":
                     break
                 time.sleep(0.1)
             else:
                 self.fail(f"the rehearsal's child {child} outlived the deadline")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    unittest.main()
+

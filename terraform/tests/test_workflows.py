@@ -86,9 +86,12 @@ SHELL_WORDS = {"if", "then", "else", "elif", "fi", "for", "in", "do", "done", "w
 def commands_of(script: str) -> set[str]:
     """The command names a shell step runs: the first word of each simple command, with quoted text,
     comments and variable assignments set aside (enough for the workflows' own steps)."""
-    text = script.replace("\\\n", " ")
+    # An escaped backquote is text; a bare one opens or closes a command substitution.
+    text = script.replace("\\\n", " ").replace("\\`", "").replace("`", "\n")
     text = re.sub(r"'[^']*'", "Q", text)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', "Q", text)
+    # A command substitution inside double quotes still runs: keep it, blank the rest.
+    text = re.sub(r'"(?:[^"\\]|\\.)*"',
+                  lambda m: " ".join(f"$({c})" for c in re.findall(r"\$\(([^()]*)\)", m.group(0))) or "Q", text)
     text = re.sub(r"(?m)^\s*#.*$", "", text)
     found = set()
     for part in re.split(r"\$\(|\|\||&&|[|;\n{}()]", text):
@@ -310,7 +313,9 @@ class RolesTest(unittest.TestCase):
     def test_the_command_reader_finds_every_command(self) -> None:
         script = 'set -e\nX=$(gh run list --jq \'.[0]\') \\\n  && curl -s "$U" | sh\n# pip install\n'
         script += 'if [ -n "$A" ]; then cargo build; fi\nfor a in 1 2; do make; done\n{ echo "x"; } >>"$F"\n'
-        self.assertEqual(commands_of(script), {"set", "gh", "curl", "sh", "[", "cargo", "make", "echo"})
+        script += 'echo "v=$(pip install x)" `npm ci`\n'
+        self.assertEqual(commands_of(script),
+                         {"set", "gh", "curl", "sh", "[", "cargo", "make", "echo", "pip", "npm"})
 
     def test_build_jobs_get_no_token(self) -> None:
         for name, wf in workflows().items():

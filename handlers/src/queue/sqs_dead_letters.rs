@@ -11,7 +11,7 @@
 //! give it a new message id and send time, hence a new object key, and an
 //! email stored before it was dead-lettered would be stored twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,8 +19,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use super::{DeadLetter, DeadLetters, ID_ATTRIBUTE, QueueError};
@@ -35,8 +36,23 @@ pub struct SqsDeadLetters {
     dlq_arn: String,
 }
 
-/// How long a message listed or being moved stays hidden from others.
+/// How long a message being copied stays hidden from others.
 const HIDE: i32 = 30;
+
+/// How long a message stays hidden while the dead-letter queue is scanned:
+/// long enough to receive every message of a large queue once (a message
+/// seen twice ends the scan as incomplete), then all are released at once.
+const SCAN_HIDE: i32 = 120;
+
+/// What a scan of the dead-letter queue found.
+struct Scan {
+    letters: Vec<DeadLetter>,
+    /// Every message seen carries a valid email id attribute.
+    stamped: bool,
+    /// Every message was seen (the scan ended on an empty queue, not on a
+    /// message seen twice or on the first one without an id).
+    complete: bool,
+}
 
 fn error(what: &str, e: impl std::fmt::Display) -> QueueError {
     QueueError(format!("{what}: {e}"))
@@ -110,14 +126,18 @@ impl SqsDeadLetters {
         })
     }
 
-    async fn receive(&self, wait: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, QueueError> {
+    async fn receive(
+        &self,
+        wait: i32,
+        hide: i32,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, QueueError> {
         Ok(self
             .client
             .receive_message()
             .queue_url(&self.dlq_url)
             .max_number_of_messages(10)
             .wait_time_seconds(wait)
-            .visibility_timeout(HIDE)
+            .visibility_timeout(hide)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
@@ -127,21 +147,49 @@ impl SqsDeadLetters {
             .unwrap_or_default())
     }
 
-    async fn release(&self, receipts: &[String]) {
-        for receipt in receipts {
-            let _ = self
+    /// Makes messages visible again at once, ten per call; fails if any
+    /// stays hidden (the caller would otherwise miss it for a while).
+    async fn release(&self, receipts: &[String]) -> Result<(), QueueError> {
+        let mut failed = 0;
+        for chunk in receipts.chunks(10) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("id and receipt are set")
+                })
+                .collect();
+            match self
                 .client
-                .change_message_visibility()
+                .change_message_visibility_batch()
                 .queue_url(&self.dlq_url)
-                .receipt_handle(receipt)
-                .visibility_timeout(0)
+                .set_entries(Some(entries))
                 .send()
-                .await;
+                .await
+            {
+                Ok(output) => failed += output.failed().len(),
+                Err(e) => {
+                    tracing::warn!(error = describe(&e), "releasing dead letters failed");
+                    failed += chunk.len();
+                }
+            }
         }
+        if failed > 0 {
+            return Err(QueueError(format!(
+                "{failed} dead letters stay hidden for up to {SCAN_HIDE} s (sqs:ChangeMessageVisibility); run again then"
+            )));
+        }
+        Ok(())
     }
 
     /// SQS's own move task; None if the server does not offer it.
     async fn move_task(&self) -> Option<Result<u64, QueueError>> {
+        let asked_ms = crate::id::now_millis();
         let started = self
             .client
             .start_message_move_task()
@@ -149,34 +197,41 @@ impl SqsDeadLetters {
             .destination_arn(&self.queue_arn)
             .send()
             .await;
-        if let Err(e) = started {
-            if !not_offered(&e) {
-                return Some(Err(error(
-                    "starting SQS's message move task (sqs:StartMessageMoveTask on the dead-letter queue; one task at a time per queue)",
-                    describe(&e),
-                )));
-            }
-            tracing::info!(
-                reason = describe(&e),
-                "no message move task; moving message by message"
-            );
-            return None;
-        }
+        let handle = match started {
+            Ok(output) => output.task_handle().unwrap_or_default().to_owned(),
+            Err(e) => return self.not_started(e),
+        };
+        // SQS lists a queue's tasks newest first, and names a task's handle
+        // only while it runs: ours is the one with our handle, or, once
+        // done, the newest started since we asked (one task at a time runs
+        // per queue; a minute allows for the clocks).
+        let mut unlisted = 0;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let tasks = match self
                 .client
                 .list_message_move_tasks()
                 .source_arn(&self.dlq_arn)
-                .max_results(1)
+                .max_results(10)
                 .send()
                 .await
             {
                 Ok(tasks) => tasks,
                 Err(e) => return Some(Err(error("following the move task", describe(&e)))),
             };
-            let Some(task) = tasks.results().first() else {
-                return Some(Err(QueueError("the move task disappeared".into())));
+            let ours = tasks.results().iter().find(|t| {
+                t.task_handle() == Some(handle.as_str())
+                    || (t.task_handle().is_none()
+                        && t.started_timestamp() as u64 + 60_000 >= asked_ms)
+            });
+            let Some(task) = ours else {
+                unlisted += 1;
+                if unlisted > 60 {
+                    return Some(Err(QueueError(format!(
+                        "the move task {handle} is not listed a minute after it started"
+                    ))));
+                }
+                continue;
             };
             match task.status() {
                 Some("COMPLETED") => {
@@ -194,15 +249,40 @@ impl SqsDeadLetters {
         }
     }
 
-    /// Every waiting message, each once, and whether all of them carry the
-    /// API's id attribute; left visible again.
-    async fn scan(&self) -> Result<(Vec<DeadLetter>, bool), QueueError> {
-        let mut out: Vec<DeadLetter> = Vec::new();
-        let mut stamped = true;
+    /// Why a move task did not start: None (copy instead) if the server
+    /// offers none, else the refusal.
+    fn not_started<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        e: SdkError<E, HttpResponse>,
+    ) -> Option<Result<u64, QueueError>> {
+        if !not_offered(&e) {
+            return Some(Err(error(
+                "starting SQS's message move task (sqs:StartMessageMoveTask on the dead-letter queue; one task at a time per queue)",
+                describe(&e),
+            )));
+        }
+        tracing::info!(
+            reason = describe(&e),
+            "no message move task; moving message by message"
+        );
+        None
+    }
+
+    /// The waiting messages, each once, left visible again. Ends on an
+    /// empty queue (complete), on a message seen twice (the queue outlasted
+    /// [`SCAN_HIDE`]), or, with `stop_at_foreign`, on the first message
+    /// without a valid email id (the decision it serves is then made).
+    async fn scan(&self, stop_at_foreign: bool) -> Result<Scan, QueueError> {
+        let mut scan = Scan {
+            letters: Vec::new(),
+            stamped: true,
+            complete: false,
+        };
+        let mut seen = HashSet::new();
         let mut receipts = Vec::new();
         let mut empty = 0;
-        while empty < 2 {
-            let messages = self.receive(1).await?;
+        'receiving: while empty < 2 {
+            let messages = self.receive(1, SCAN_HIDE).await?;
             if messages.is_empty() {
                 empty += 1;
                 continue;
@@ -210,14 +290,20 @@ impl SqsDeadLetters {
             empty = 0;
             for m in &messages {
                 receipts.extend(m.receipt_handle().map(str::to_owned));
+            }
+            for m in &messages {
                 let message_id = m.message_id().unwrap_or_default().to_owned();
-                if out.iter().any(|d| d.message_id == message_id) {
-                    continue;
+                if !seen.insert(message_id.clone()) {
+                    break 'receiving;
                 }
-                stamped &= m
+                let stamped = m
                     .message_attributes()
-                    .is_some_and(|a| a.contains_key(ID_ATTRIBUTE));
-                out.push(DeadLetter {
+                    .and_then(|a| a.get(ID_ATTRIBUTE))
+                    .and_then(|v| v.string_value())
+                    .and_then(EmailId::parse)
+                    .is_some();
+                scan.stamped &= stamped;
+                scan.letters.push(DeadLetter {
                     id: id_of(m),
                     message_id,
                     sent_at_ms: sent_at_ms(m),
@@ -227,23 +313,29 @@ impl SqsDeadLetters {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                 });
+                if !stamped && stop_at_foreign {
+                    break 'receiving;
+                }
             }
         }
-        // Listing hid them for a moment; make them visible again at once.
-        self.release(&receipts).await;
-        Ok((out, stamped))
+        scan.complete = empty >= 2;
+        // Scanning hid them; make them visible again at once.
+        self.release(&receipts).await?;
+        Ok(scan)
     }
 
     /// Receive, send, delete, until the dead-letter queue is empty.
     async fn copy(&self) -> Result<u64, QueueError> {
-        let mut moved = 0;
-        let mut not_deleted = 0;
+        // By message id: a message whose delete failed comes back and may be
+        // copied and deleted again before the end.
+        let mut moved = HashSet::new();
+        let mut not_deleted = HashSet::new();
         let mut delete_error = String::new();
         let mut empty = 0;
         // Two empty long polls in a row: SQS may answer empty once while
         // messages remain.
         while empty < 2 {
-            let messages = self.receive(1).await?;
+            let messages = self.receive(1, HIDE).await?;
             if messages.is_empty() {
                 empty += 1;
                 continue;
@@ -279,7 +371,7 @@ impl SqsDeadLetters {
                         .iter()
                         .filter_map(|m| m.receipt_handle().map(str::to_owned))
                         .collect();
-                    self.release(&receipts).await;
+                    self.release(&receipts).await?;
                     return Err(error("sending to the queue", describe(&e)));
                 }
             };
@@ -289,10 +381,10 @@ impl SqsDeadLetters {
                 .filter(|(i, _)| !sent.contains(i))
                 .filter_map(|(_, m)| m.receipt_handle().map(str::to_owned))
                 .collect();
+            // Entry ids are the messages' indexes in this receive.
             let deletes: Vec<DeleteMessageBatchRequestEntry> = sent
                 .iter()
-                .filter_map(|&i| messages.get(i)?.receipt_handle())
-                .enumerate()
+                .filter_map(|&i| Some((i, messages.get(i)?.receipt_handle()?)))
                 .map(|(i, receipt)| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
@@ -301,12 +393,20 @@ impl SqsDeadLetters {
                         .expect("id and receipt are set")
                 })
                 .collect();
+            let message_id = |entry_id: &str| {
+                entry_id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| messages.get(i)?.message_id())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             if !deletes.is_empty() {
                 // A message sent and not deleted comes back to the
                 // dead-letter queue and is moved again: its copy on the
                 // queue carries the same id, so it is stored once.
-                let count = deletes.len() as u64;
-                let failed = match self
+                let ids: Vec<String> = deletes.iter().map(|d| message_id(d.id())).collect();
+                match self
                     .client
                     .delete_message_batch()
                     .queue_url(&self.dlq_url)
@@ -315,35 +415,40 @@ impl SqsDeadLetters {
                     .await
                 {
                     Ok(output) => {
-                        if let Some(f) = output.failed().first() {
-                            delete_error = f.message().unwrap_or(f.code()).to_owned();
+                        for done in output.successful() {
+                            let id = message_id(done.id());
+                            not_deleted.remove(&id);
+                            moved.insert(id);
                         }
-                        output.failed().len() as u64
+                        for f in output.failed() {
+                            delete_error = f.message().unwrap_or(f.code()).to_owned();
+                            not_deleted.insert(message_id(f.id()));
+                        }
                     }
                     Err(e) => {
                         delete_error = describe(&e);
-                        count
+                        not_deleted.extend(ids);
                     }
-                };
-                moved += count - failed;
-                not_deleted += failed;
+                }
             }
             if !unsent.is_empty() {
-                self.release(&unsent).await;
+                self.release(&unsent).await?;
                 return Err(QueueError(format!(
                     "{} messages could not be sent to the queue; they stay in the dead-letter queue",
                     unsent.len()
                 )));
             }
         }
-        if not_deleted > 0 {
+        if !not_deleted.is_empty() {
             return Err(QueueError(format!(
-                "{moved} moved; {not_deleted} copied to the queue but still in the dead-letter queue \
+                "{} moved; {} copied to the queue but still in the dead-letter queue \
                  (deleting them failed: {delete_error}): run redrive again, their copies carry \
-                 the same email id, so each email is stored once"
+                 the same email id, so each email is stored once",
+                moved.len(),
+                not_deleted.len()
             )));
         }
-        Ok(moved)
+        Ok(moved.len() as u64)
     }
 }
 
@@ -412,17 +517,21 @@ impl DeadLetters for SqsDeadLetters {
     }
 
     async fn list(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        Ok(self.scan().await?.0)
+        Ok(self.scan(false).await?.letters)
     }
 
     async fn redrive(&self) -> Result<u64, QueueError> {
-        let (waiting, stamped) = self.scan().await?;
-        if waiting.is_empty() {
+        let scan = self.scan(true).await?;
+        if scan.letters.is_empty() && scan.complete {
             return Ok(0);
         }
-        if !stamped {
+        if !scan.stamped {
             tracing::info!(
                 "some dead letters carry no email id (another producer's): moving message by message so that each keeps its object key"
+            );
+        } else if !scan.complete {
+            tracing::info!(
+                "the dead-letter queue is too large to check every message's id: moving message by message, which keeps every key"
             );
         } else if let Some(result) = self.move_task().await {
             return result;
