@@ -285,16 +285,23 @@ mod tests {
         assert!(bucket.objects().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_claim_check_is_stored_from_its_staged_bytes_then_cleaned_up() {
+    /// A bucket in memory, its staging prefix, and a storer over both with
+    /// a byte budget of `budget`.
+    fn claim_check(budget: u64) -> (Arc<MemoryBucket>, Staging, Storer) {
         let bucket = Arc::new(MemoryBucket::default());
         let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
         let storer = Storer::with_staging(
             bucket.clone(),
             KeyPrefix::default(),
             staging.clone(),
-            1 << 20,
+            budget,
         );
+        (bucket, staging, storer)
+    }
+
+    #[tokio::test]
+    async fn a_claim_check_is_stored_from_its_staged_bytes_then_cleaned_up() {
+        let (bucket, staging, storer) = claim_check(1 << 20);
         let id = EmailId::new();
         // Sent exactly so, spacing included.
         let data = r#"{ "email_subject":"Big", "email_sender":"a@b.c","email_timestream":1,"email_content":"x" }"#;
@@ -323,14 +330,7 @@ mod tests {
     /// queue, where an operator sees it.
     #[tokio::test]
     async fn a_claim_check_whose_staged_copy_vanished_unstored_is_lost_not_stored() {
-        let bucket = Arc::new(MemoryBucket::default());
-        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
-        let storer = Storer::with_staging(
-            bucket.clone(),
-            KeyPrefix::default(),
-            staging.clone(),
-            1 << 20,
-        );
+        let (bucket, staging, storer) = claim_check(1 << 20);
         let id = EmailId::new();
         staging
             .stage(&id, Bytes::from_static(DATA.as_bytes()))
@@ -351,14 +351,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn staged_emails_held_at_once_stay_within_the_byte_budget() {
         for (budget, serial) in [(1 << 20, true), (2 << 20, false)] {
-            let bucket = Arc::new(MemoryBucket::default());
-            let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
-            let storer = Storer::with_staging(
-                bucket.clone(),
-                KeyPrefix::default(),
-                staging.clone(),
-                budget,
-            );
+            let (bucket, staging, storer) = claim_check(budget);
             let padding = "x".repeat(600 * 1024);
             let data = format!(
                 r#"{{"email_subject":"Big","email_sender":"a@b.c","email_timestream":1,"email_content":"{padding}"}}"#
@@ -387,14 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_staged_email_that_is_not_an_email_is_poison() {
-        let bucket = Arc::new(MemoryBucket::default());
-        let staging = Staging::new(bucket.clone(), KeyPrefix::parse("staging/").unwrap());
-        let storer = Storer::with_staging(
-            bucket.clone(),
-            KeyPrefix::default(),
-            staging.clone(),
-            1 << 20,
-        );
+        let (_, staging, storer) = claim_check(1 << 20);
         let id = EmailId::new();
         staging
             .stage(&id, Bytes::from_static(b"[1,2]"))

@@ -79,6 +79,20 @@ impl FakeRuntime {
         }
     }
 
+    /// A function's binary (`bin_path(function)`) started under this runtime,
+    /// with `env` and what Lambda adds to it.
+    pub fn spawn(&self, function: &str, env: &[&[(String, String)]]) -> crate::Process {
+        crate::Process::spawn(function, self.command(function, env))
+    }
+
+    /// The command that starts a function under this runtime (see [`Self::spawn`]).
+    pub fn command(&self, function: &str, env: &[&[(String, String)]]) -> std::process::Command {
+        let own = self.env(function);
+        let mut all = env.to_vec();
+        all.push(&own);
+        crate::command_at(&crate::bin_path(function), &[], &crate::env_of(&all))
+    }
+
     /// The environment Lambda gives a function, pointing at this runtime.
     pub fn env(&self, function: &str) -> Vec<(String, String)> {
         [

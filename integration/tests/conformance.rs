@@ -25,8 +25,8 @@ use handlers::id::EmailId;
 use integration::fault::{FaultProxy, Faults, Service};
 use integration::lambda::{FakeRuntime, Outcome};
 use integration::{
-    Api, DATA, Moto, Process, Stack, StackOptions, bin_path, env_of, envelope, eventually,
-    free_port, start_worker,
+    Api, DATA, Moto, Process, Stack, StackOptions, env_of, envelope, eventually, free_port,
+    start_worker,
 };
 use serde_json::{Value, json};
 
@@ -376,10 +376,7 @@ fn lambda_api(runtime: &FakeRuntime, moto: &Moto, stack: &Stack) -> Process {
 
 /// The HTTP function under `runtime`, with the environment of `env`.
 fn lambda_api_with(runtime: &FakeRuntime, env: &[&[(String, String)]]) -> Process {
-    let mut all = env.to_vec();
-    let own = runtime.env("queue2bucket-api");
-    all.push(&own);
-    let mut command = integration::command_at(&bin_path("queue2bucket-api"), &[], &env_of(&all));
+    let mut command = runtime.command("queue2bucket-api", env);
     command.env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
     Process::spawn("queue2bucket-api", command)
 }
@@ -597,17 +594,12 @@ async fn messages_become_the_same_objects_on_every_target() {
     // The SQS function, on a real SQS event sample.
     let lambda_stack = Stack::create(moto.clients().await, StackOptions::default()).await;
     let runtime = FakeRuntime::start().await;
-    let function = Process::spawn(
+    let function = runtime.spawn(
         "queue2bucket-worker",
-        integration::command_at(
-            &bin_path("queue2bucket-worker"),
-            &[],
-            &env_of(&[
-                &moto.env(),
-                &[("S3_BUCKET_NAME".into(), lambda_stack.bucket.clone())],
-                &runtime.env("queue2bucket-worker"),
-            ]),
-        ),
+        &[
+            &moto.env(),
+            &[("S3_BUCKET_NAME".into(), lambda_stack.bucket.clone())],
+        ],
     );
     let (event, message_ids) = sqs_event(&table, 1);
     let sent_at: u64 = sample("sqs.json")["Records"][0]["attributes"]["SentTimestamp"]
@@ -740,14 +732,7 @@ async fn the_functions_run_against_the_local_mode() {
         ("QUEUE2BUCKET_TOKEN".to_owned(), "local-token".to_owned()),
     ];
     let api_runtime = FakeRuntime::start().await;
-    let api = Process::spawn(
-        "queue2bucket-api",
-        integration::command_at(
-            &bin_path("queue2bucket-api"),
-            &[],
-            &env_of(&[&local, &api_runtime.env("queue2bucket-api")]),
-        ),
-    );
+    let api = api_runtime.spawn("queue2bucket-api", &[&local]);
     // The Function URL sample carries a base64 body with the token "local-token".
     let (status, body, _) = http_response(api_runtime.invoke(&sample("function-url.json")).await);
     assert_eq!(status, 200, "{body}");
@@ -780,14 +765,7 @@ async fn the_functions_run_against_the_local_mode() {
     .await;
 
     let worker_runtime = FakeRuntime::start().await;
-    let worker = Process::spawn(
-        "queue2bucket-worker",
-        integration::command_at(
-            &bin_path("queue2bucket-worker"),
-            &[],
-            &env_of(&[&local, &worker_runtime.env("queue2bucket-worker")]),
-        ),
-    );
+    let worker = worker_runtime.spawn("queue2bucket-worker", &[&local]);
     let Outcome::Response(answer) = worker_runtime.invoke(&sample("sqs.json")).await else {
         panic!("the SQS function failed");
     };
@@ -858,18 +836,13 @@ async fn the_functions_answer_within_their_deadline_when_aws_hangs() {
     api.assert_no_panic();
 
     let runtime = FakeRuntime::start().await;
-    let worker = Process::spawn(
+    let worker = runtime.spawn(
         "queue2bucket-worker",
-        integration::command_at(
-            &bin_path("queue2bucket-worker"),
-            &[],
-            &env_of(&[
-                &moto.env(),
-                &proxy.env(),
-                &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
-                &runtime.env("queue2bucket-worker"),
-            ]),
-        ),
+        &[
+            &moto.env(),
+            &proxy.env(),
+            &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
+        ],
     );
     let storable: Vec<MessageCase> = message_cases().into_iter().filter(|c| c.stored).collect();
     let (event, mut message_ids) = sqs_event(&storable, 1);
@@ -982,18 +955,7 @@ async fn large_emails_pass_every_lambda_front_door_within_its_limit() {
         }
     }
     let worker_runtime = FakeRuntime::start().await;
-    let worker = Process::spawn(
-        "queue2bucket-worker",
-        integration::command_at(
-            &bin_path("queue2bucket-worker"),
-            &[],
-            &env_of(&[
-                &moto.env(),
-                &stack.worker_env(),
-                &worker_runtime.env("queue2bucket-worker"),
-            ]),
-        ),
-    );
+    let worker = worker_runtime.spawn("queue2bucket-worker", &[&moto.env(), &stack.worker_env()]);
     let Outcome::Response(answer) = worker_runtime.invoke(&json!({ "Records": records })).await
     else {
         panic!("the SQS function failed");

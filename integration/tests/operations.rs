@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use integration::lambda::{FakeRuntime, Outcome};
 use integration::{
-    Api, DATA, Moto, Process, Stack, StackOptions, bin_path, command, env_of, envelope, eventually,
+    Api, DATA, Moto, Process, Stack, StackOptions, command, env_of, envelope, eventually,
     start_worker,
 };
 use serde_json::{Value, json};
@@ -132,18 +132,7 @@ async fn the_functions_write_emf_metrics_after_each_invocation() {
     let moto = Moto::start().await;
     let stack = Stack::create(moto.clients().await, StackOptions::default()).await;
     let runtime = FakeRuntime::start().await;
-    let api = Process::spawn(
-        "queue2bucket-api",
-        integration::command_at(
-            &bin_path("queue2bucket-api"),
-            &[],
-            &env_of(&[
-                &moto.env(),
-                &stack.api_env(),
-                &runtime.env("queue2bucket-api"),
-            ]),
-        ),
-    );
+    let api = runtime.spawn("queue2bucket-api", &[&moto.env(), &stack.api_env()]);
     let alb = |body: &str| {
         json!({
             "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/q2b/0123456789abcdef"}},
@@ -196,17 +185,12 @@ async fn the_functions_write_emf_metrics_after_each_invocation() {
     }
 
     let worker_runtime = FakeRuntime::start().await;
-    let worker = Process::spawn(
+    let worker = worker_runtime.spawn(
         "queue2bucket-worker",
-        integration::command_at(
-            &bin_path("queue2bucket-worker"),
-            &[],
-            &env_of(&[
-                &moto.env(),
-                &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
-                &worker_runtime.env("queue2bucket-worker"),
-            ]),
-        ),
+        &[
+            &moto.env(),
+            &[("S3_BUCKET_NAME".into(), stack.bucket.clone())],
+        ],
     );
     let records: Vec<Value> = ["5e9f36b4-87a3-44ab-83d2-661975830001", "5e9f36b4-87a3-44ab-83d2-661975830002"]
         .iter()

@@ -67,17 +67,7 @@ async fn dead_lettered_emails_are_redriven_and_stored_exactly_once() {
     let mut posted = api.submit_accepted(3, "dead-lettered", &stack.token).await;
     // One message from another producer, without the API's id attribute.
     let foreign = DATA.replace("Hi Bob", "from another producer");
-    let sent = stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(&stack.queue_url)
-        .message_body(&foreign)
-        .send()
-        .await
-        .expect("send");
-    let message_id = sent.message_id().expect("message id").to_owned();
-    let sent_at = sent_timestamp(&stack, &message_id).await;
+    let (message_id, sent_at) = send_foreign(&stack, &foreign).await;
     exhaust_receives(&stack, 4).await;
     assert_eq!(stack.depth(&stack.queue_url).await, 0);
 
@@ -184,17 +174,7 @@ async fn redrive_uses_sqs_move_task_only_when_every_email_keeps_its_id() {
         .send()
         .await
         .expect("send");
-    let sent = stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(&stack.queue_url)
-        .message_body(&foreign)
-        .send()
-        .await
-        .expect("send");
-    let message_id = sent.message_id().expect("message id").to_owned();
-    let sent_at = sent_timestamp(&stack, &message_id).await;
+    let (message_id, sent_at) = send_foreign(&stack, &foreign).await;
     exhaust_receives(&stack, 2).await;
     let env = env_of(&[
         &moto.env(),
@@ -211,6 +191,23 @@ async fn redrive_uses_sqs_move_task_only_when_every_email_keeps_its_id() {
         .assert_stored_exactly_once(&posted, Duration::from_secs(60))
         .await;
     worker.assert_no_panic();
+}
+
+/// Queues `body` as another producer would (no id attribute); answers its
+/// SQS message id and send time, from which the worker derives its id.
+async fn send_foreign(stack: &Stack, body: &str) -> (String, u64) {
+    let sent = stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send");
+    let message_id = sent.message_id().expect("message id").to_owned();
+    let sent_at = sent_timestamp(stack, &message_id).await;
+    (message_id, sent_at)
 }
 
 /// The send time SQS gave a message (`SentTimestamp`), from a receive (one
